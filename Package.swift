@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, lowest first: C system libraries → SubspaceCore → SubspaceDistributed → the `subspace` executable.
+// Later layers (SubspaceModel, SubspaceTraining, SubspaceAnalysis) slot in between without cycles.
+let package = Package(
+    name: "Subspace",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "subspace", targets: ["subspace"]),
+        .library(name: "SubspaceCore", targets: ["SubspaceCore"]),
+        .library(name: "SubspaceDistributed", targets: ["SubspaceDistributed"]),
+    ],
+    dependencies: [
+        // Command-line parsing for the `subspace` executable and its subcommands.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries found through pkg-config; each has a module map and a small shim header.
+        .systemLibrary(
+            name: "CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(
+            name: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CLAPACKE", pkgConfig: "lapacke",
+            providers: [.apt(["liblapacke-dev"])]),
+
+        .target(name: "SubspaceCore", dependencies: ["CBLAS", "CLAPACKE"]),
+        // Collectives work on raw buffers, so this layer needs nothing from SubspaceCore.
+        .target(name: "SubspaceDistributed", dependencies: ["CMPI"]),
+        // Checks shared by `swift test` (in-process ranks) and the multi-rank tests under mpirun.
+        .target(name: "SubspaceTestSupport", dependencies: ["SubspaceCore", "SubspaceDistributed"]),
+
+        .executableTarget(
+            name: "subspace",
+            dependencies: [
+                "SubspaceCore", "SubspaceDistributed", "CBLAS", "CMPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "SubspaceCoreTests", dependencies: ["SubspaceCore"]),
+        .testTarget(
+            name: "SubspaceDistributedTests",
+            dependencies: ["SubspaceDistributed", "SubspaceTestSupport"]),
+        // Run under `mpirun -np N` by launch/test; prints "N passed, N failed" per rank.
+        .executableTarget(
+            name: "MPITests", dependencies: ["SubspaceDistributed", "SubspaceTestSupport"],
+            path: "Tests/MPITests"),
+    ]
+)
