@@ -31,7 +31,7 @@ let package = Package(
         // Collectives work on raw buffers, so this layer needs nothing from SubspaceCore.
         .target(name: "SubspaceDistributed", dependencies: ["CMPI"]),
         // Checks shared by `swift test` (in-process ranks) and the multi-rank tests under mpirun.
-        .target(name: "SubspaceTestSupport", dependencies: ["SubspaceCore", "SubspaceDistributed"]),
+        .target(name: "SubspaceTestSupport", dependencies: ["SubspaceDistributed"]),
 
         .executableTarget(
             name: "subspace",
