@@ -14,7 +14,6 @@ public enum Transpose: Sendable, CaseIterable {
 public enum BLAS {
     /// C ← alpha · op(A) · op(B) + beta · C, row-major. op(A) is [m, k], op(B) is [k, n], C is [m, n].
     /// beta = 1 accumulates into C (how backward passes add into gradients).
-    @inlinable
     public static func gemm(
         _ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
@@ -73,8 +72,8 @@ public enum BLAS {
 
 extension BLAS {
     /// op(A) · op(B) for 2-D tensors, scaled by alpha.
-    public static func matmul(_ a: Tensor, _ transA: Transpose = .none,
-                              _ b: Tensor, _ transB: Transpose = .none, alpha: Float = 1) -> Tensor {
+    public static func matmul(_ a: Tensor, _ b: Tensor, transA: Transpose = .none, transB: Transpose = .none,
+                              alpha: Float = 1) -> Tensor {
         precondition(a.rank == 2 && b.rank == 2, "matmul needs 2-D tensors, got \(a.shape) and \(b.shape)")
         let (m, k) = transA == .none ? (a.shape[0], a.shape[1]) : (a.shape[1], a.shape[0])
         let (k2, n) = transB == .none ? (b.shape[0], b.shape[1]) : (b.shape[1], b.shape[0])
