@@ -27,7 +27,7 @@ public final class SafetensorsFile: @unchecked Sendable {
     public let entries: [TensorInfo]
     private let index: [String: Int]
     private let mapping: MappedFile
-    private let dataStart: Int
+    let dataStart: Int
 
     public var names: [String] { entries.map(\.name) }
 
