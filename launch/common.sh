@@ -1,0 +1,42 @@
+# Shared by the launch scripts: set-up, build, and a local mpirun. Source it; do not run it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Debian packages the build and the runs need (Open MPI, OpenBLAS's cblas, LAPACKE).
+PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev)
+
+log() { printf '[launch] %s\n' "$*" >&2; }
+
+# Installs the packages: `apt-get update` every time (a stale list can miss them), then an
+# idempotent install. As a non-root user it goes through sudo when there is one.
+install_packages() {
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+            log "not root and no sudo: install ${PACKAGES[*]} yourself"; return 0; fi
+    fi
+    log "installing Debian packages: ${PACKAGES[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+}
+
+# Release build of the executable and the multi-rank test driver.
+build_release() {
+    log "swift build -c release"
+    swift build -c release --product subspace
+    swift build -c release --product MPITests
+}
+
+SUBSPACE="$ROOT/.build/release/subspace"
+
+# mpirun on this machine. Root needs the two ALLOW variables. Ranks are not bound (`--bind-to none`)
+# so each may run BLAS threads; the executable divides the node's cores among its ranks itself.
+# More ranks than cores is allowed (--oversubscribe). Shared memory + self transports start fastest
+# on one node; on a cluster use launch/cluster instead, which leaves the transports to Open MPI.
+local_mpirun() {
+    local np="$1"; shift
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1 \
+        mpirun --bind-to none --oversubscribe -np "$np" "$@"
+}
