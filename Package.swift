@@ -10,6 +10,8 @@ let package = Package(
         .executable(name: "subspace", targets: ["subspace"]),
         .library(name: "SubspaceCore", targets: ["SubspaceCore"]),
         .library(name: "SubspaceDistributed", targets: ["SubspaceDistributed"]),
+        .library(name: "SubspaceModel", targets: ["SubspaceModel"]),
+        .library(name: "SubspaceTraining", targets: ["SubspaceTraining"]),
     ],
     dependencies: [
         // Command-line parsing for the `subspace` executable and its subcommands.
@@ -30,17 +32,21 @@ let package = Package(
         .target(name: "SubspaceCore", dependencies: ["CBLAS", "CLAPACKE"]),
         // Collectives work on raw buffers, so this layer needs nothing from SubspaceCore.
         .target(name: "SubspaceDistributed", dependencies: ["CMPI"]),
+        .target(name: "SubspaceModel", dependencies: ["SubspaceCore"]),
+        .target(name: "SubspaceTraining", dependencies: ["SubspaceCore", "SubspaceDistributed", "SubspaceModel"]),
         // Checks shared by `swift test` (in-process ranks) and the multi-rank tests under mpirun.
         .target(name: "SubspaceTestSupport", dependencies: ["SubspaceDistributed"]),
 
         .executableTarget(
             name: "subspace",
             dependencies: [
-                "SubspaceCore", "SubspaceDistributed", "CBLAS", "CMPI",
+                "SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining", "CBLAS", "CMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         .testTarget(name: "SubspaceCoreTests", dependencies: ["SubspaceCore"]),
+        .testTarget(name: "SubspaceModelTests", dependencies: ["SubspaceModel"]),
+        .testTarget(name: "SubspaceTrainingTests", dependencies: ["SubspaceTraining", "SubspaceModel"]),
         .testTarget(
             name: "SubspaceDistributedTests",
             dependencies: ["SubspaceDistributed", "SubspaceTestSupport"]),

@@ -22,6 +22,8 @@ static inline MPI_Status *subspace_mpi_status_ignore(void) { return MPI_STATUS_I
 static inline MPI_Info subspace_mpi_info_null(void) { return MPI_INFO_NULL; }
 static inline MPI_Errhandler subspace_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Request subspace_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+// Shared-memory windows (MPI_Win_allocate_shared) for the intra-node all-reduce.
+static inline MPI_Win subspace_mpi_win_null(void) { return MPI_WIN_NULL; }
 
 static const int subspace_mpi_success = MPI_SUCCESS;
 static const int subspace_mpi_undefined = MPI_UNDEFINED;
@@ -32,5 +34,7 @@ static const int subspace_mpi_thread_serialized = MPI_THREAD_SERIALIZED;
 static const int subspace_mpi_thread_multiple = MPI_THREAD_MULTIPLE;
 static const int subspace_mpi_max_error_string = MPI_MAX_ERROR_STRING;
 static const int subspace_mpi_max_processor_name = MPI_MAX_PROCESSOR_NAME;
+// Assertion for MPI_Win_lock_all: no conflicting lock is ever taken, so no lock traffic is needed.
+static const int subspace_mpi_mode_nocheck = MPI_MODE_NOCHECK;
 
 #endif

@@ -64,6 +64,16 @@ public struct Tensor: @unchecked Sendable {
         try body(UnsafeMutableBufferPointer(start: storage.pointer, count: count))
     }
 
+    /// A tensor over `shape`'s elements of `storage` starting at `offset`, sharing it (no copy): the
+    /// way an owner of a flat buffer hands out read views. Writing through the tensor copies first.
+    public init(viewing storage: TensorStorage, offset: Int = 0, shape: [Int]) {
+        precondition(offset >= 0 && offset + Tensor.elementCount(shape) <= storage.capacity,
+                     "view [\(offset), \(offset + Tensor.elementCount(shape))) outside storage of \(storage.capacity)")
+        self.storage = storage
+        self.offset = offset
+        self.shape = shape
+    }
+
     /// A window onto the same storage: `shape`'s elements starting `offset` elements into this tensor.
     public func view(offset viewOffset: Int, shape viewShape: [Int]) -> Tensor {
         let n = Tensor.elementCount(viewShape)

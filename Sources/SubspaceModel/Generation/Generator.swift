@@ -1,0 +1,160 @@
+import Foundation
+import SubspaceCore
+
+/// How the next token is chosen.
+public struct SamplingOptions: Sendable {
+    /// 0 picks the most likely token (greedy); otherwise logits are divided by it before sampling.
+    public var temperature: Float = 0
+    /// Sample only among the k most likely tokens (nil: all).
+    public var topK: Int? = nil
+    public var maxNewTokens: Int = 32
+    /// Generation stops after emitting one of these.
+    public var stopTokens: Set<Int32> = []
+    public var seed: UInt64 = 0
+
+    public init(temperature: Float = 0, topK: Int? = nil, maxNewTokens: Int = 32, stopTokens: Set<Int32> = [], seed: UInt64 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.maxNewTokens = maxNewTokens
+        self.stopTokens = stopTokens
+        self.seed = seed
+    }
+}
+
+/// Autoregressive generation with a key/value cache: the prompt is run once, then each new token costs
+/// one row through the model, attending to the cached keys and values of everything before it.
+/// Uses the model's weights and adapters as they are (no gradients, no dropout).
+public final class Generator {
+    public let model: Transformer
+    private var keys: [TensorStorage] = []    // per layer [G, capacity, D]
+    private var values: [TensorStorage] = []
+    private var capacity = 0
+
+    public init(model: Transformer) { self.model = model }
+
+    /// The tokens generated after `prompt` (a stop token included when one ends it). Generation also
+    /// ends at the model's last position.
+    public func generate(prompt: [Int32], options: SamplingOptions) -> [Int32] {
+        let c = model.config
+        precondition(!prompt.isEmpty, "generation needs a non-empty prompt")
+        precondition(prompt.count <= c.maxPositions, "prompt of \(prompt.count) tokens exceeds \(c.maxPositions) positions")
+        reserve(min(prompt.count + options.maxNewTokens, c.maxPositions))
+        var rng = RandomStream(seed: options.seed, stream: 0x6E)
+        var logits = step(prompt, position: 0)
+        var position = prompt.count  // where the next token would be fed back
+        var out: [Int32] = []
+        while out.count < options.maxNewTokens {
+            let next = Self.sample(logits, options: options, rng: &rng)
+            out.append(next)
+            if options.stopTokens.contains(next) || out.count == options.maxNewTokens || position >= c.maxPositions { break }
+            logits = step([next], position: position)
+            position += 1
+        }
+        return out
+    }
+
+    private func reserve(_ n: Int) {
+        let c = model.config
+        guard n > capacity else { return }
+        capacity = n
+        keys = (0..<c.layerCount).map { _ in TensorStorage(capacity: c.keyValueHeadCount * n * c.headDimension) }
+        values = (0..<c.layerCount).map { _ in TensorStorage(capacity: c.keyValueHeadCount * n * c.headDimension) }
+    }
+
+    /// Picks a token from one row of logits.
+    public static func sample(_ logits: [Float], options: SamplingOptions, rng: inout RandomStream) -> Int32 {
+        if options.temperature <= 0 {
+            var best = 0
+            for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+            return Int32(best)
+        }
+        var candidates = Array(logits.indices)
+        if let k = options.topK, k < logits.count {
+            candidates.sort { logits[$0] > logits[$1] }
+            candidates = Array(candidates.prefix(max(1, k)))
+        }
+        let scaled = candidates.map { logits[$0] / options.temperature }
+        let top = scaled.max()!
+        let weights = scaled.map { expf($0 - top) }
+        var u = rng.nextUniform() * weights.reduce(0, +)
+        for (i, w) in weights.enumerated() {
+            u -= w
+            if u < 0 { return Int32(candidates[i]) }
+        }
+        return Int32(candidates.last!)
+    }
+
+    /// Runs `tokens` at positions `position…`, appending their keys/values to the cache; returns the
+    /// logits of the last one.
+    func step(_ tokens: [Int32], position p0: Int) -> [Float] {
+        let m = model, c = m.config
+        let (T, C, S, I, D) = (tokens.count, c.hiddenSize, c.qkvWidth, c.intermediateSize, c.headDimension)
+        let (H, G) = (c.headCount, c.keyValueHeadCount)
+        let preWidth = c.gatedMLP ? 2 * I : I
+        let x = TensorStorage(capacity: T * C), h = TensorStorage(capacity: T * C)
+        let qkv = TensorStorage(capacity: T * S), attn = TensorStorage(capacity: T * H * D)
+        let pre = TensorStorage(capacity: T * preWidth), act = TensorStorage(capacity: T * I)
+        let mean = TensorStorage(capacity: T), rstd = TensorStorage(capacity: T)
+        let length = p0 + T
+        let scores = TensorStorage(capacity: T * length)
+        tokens.withUnsafeBufferPointer { ids in
+            Embedding.forward(out: x.pointer, ids: ids.baseAddress!, wte: m.p(.tokenEmbedding), wpe: m.pOpt(.positionEmbedding),
+                              B: 1, T: T, C: C, positionOffset: p0)
+        }
+        let scale = 1 / Float(D).squareRoot()
+        for l in 0..<c.layerCount {
+            m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer,
+                   weight: .layer(l, .norm1Weight), bias: .layer(l, .norm1Bias), N: T)
+            Linear.forward(out: qkv.pointer, ldOut: S, inp: h.pointer, ldIn: C, weight: m.p(.layer(l, .q)),
+                           bias: m.pOpt(.layer(l, .qBias)), N: T, IC: C, OC: S)
+            m.adapters?.forward(layer: l, group: .qkv, out: qkv.pointer, ldOut: S, inp: h.pointer, ldIn: C, N: T)
+            m.rotary?.apply(qkv: qkv.pointer, rowStride: S, queryHeads: H, kvHeads: G, kOffset: c.queryWidth,
+                            B: 1, T: T, positionOffset: p0)
+            let K = keys[l].pointer, V = values[l].pointer
+            for t in 0..<T {
+                for g in 0..<G {
+                    (K + (g * capacity + p0 + t) * D).update(from: qkv.pointer + t * S + H * D + g * D, count: D)
+                    (V + (g * capacity + p0 + t) * D).update(from: qkv.pointer + t * S + (H + G) * D + g * D, count: D)
+                }
+            }
+            for head in 0..<H {
+                let g = head / (H / G)
+                BLAS.gemm(.none, .transposed, m: T, n: length, k: D, alpha: scale, a: qkv.pointer + head * D, lda: S,
+                          b: K + g * capacity * D, ldb: D, beta: 0, c: scores.pointer, ldc: length)
+                for i in 0..<T {
+                    let row = scores.pointer + i * length
+                    let visible = p0 + i + 1
+                    var top = -Float.infinity
+                    for j in 0..<visible { top = max(top, row[j]) }
+                    var sum: Float = 0
+                    for j in 0..<visible { row[j] = expf(row[j] - top); sum += row[j] }
+                    for j in 0..<visible { row[j] /= sum }
+                    for j in visible..<length { row[j] = 0 }
+                }
+                BLAS.gemm(.none, .none, m: T, n: D, k: length, a: scores.pointer, lda: length, b: V + g * capacity * D, ldb: D,
+                          beta: 0, c: attn.pointer + head * D, ldc: H * D)
+            }
+            Linear.forward(out: x.pointer, ldOut: C, inp: attn.pointer, ldIn: c.queryWidth, weight: m.p(.layer(l, .o)),
+                           bias: m.pOpt(.layer(l, .oBias)), N: T, IC: c.queryWidth, OC: C, accumulate: true)
+            m.adapters?.forward(layer: l, group: .o, out: x.pointer, ldOut: C, inp: attn.pointer, ldIn: c.queryWidth, N: T)
+            m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer,
+                   weight: .layer(l, .norm2Weight), bias: .layer(l, .norm2Bias), N: T)
+            Linear.forward(out: pre.pointer, ldOut: preWidth, inp: h.pointer, ldIn: C, weight: m.p(.layer(l, c.gatedMLP ? .gate : .up)),
+                           bias: m.pOpt(.layer(l, .upBias)), N: T, IC: C, OC: preWidth)
+            m.adapters?.forward(layer: l, group: .gateUp, out: pre.pointer, ldOut: preWidth, inp: h.pointer, ldIn: C, N: T)
+            if c.gatedMLP { SwiGLU.forward(out: act.pointer, gateUp: pre.pointer, N: T, I: I) }
+            else { GELU.forward(out: act.pointer, inp: pre.pointer, count: T * I) }
+            Linear.forward(out: x.pointer, ldOut: C, inp: act.pointer, ldIn: I, weight: m.p(.layer(l, .down)),
+                           bias: m.pOpt(.layer(l, .downBias)), N: T, IC: I, OC: C, accumulate: true)
+            m.adapters?.forward(layer: l, group: .down, out: x.pointer, ldOut: C, inp: act.pointer, ldIn: I, N: T)
+        }
+        // Only the last position's logits are needed.
+        let last = x.pointer + (T - 1) * C
+        m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: last,
+               weight: .finalNormWeight, bias: .finalNormBias, N: 1)
+        var logits = [Float](repeating: 0, count: c.vocabularySize)
+        Linear.forward(out: &logits, ldOut: c.vocabularySize, inp: h.pointer, ldIn: C,
+                       weight: m.p(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil, N: 1, IC: C, OC: c.vocabularySize)
+        return logits
+    }
+}

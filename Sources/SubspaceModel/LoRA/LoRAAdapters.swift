@@ -1,0 +1,183 @@
+import Foundation
+import SubspaceCore
+
+/// LoRA adapters on a transformer's linear modules, with PEFT's semantics: for a module W [out, in],
+/// y = x·Wᵀ + scale · dropout(x)·Aᵀ·Bᵀ with A = `lora_A` [r, in] and B = `lora_B` [out, r].
+///
+/// All factors live in one flat buffer (and their gradients in another of the same layout), so the
+/// optimizer step and the gradient all-reduce of LoRA training are single calls over contiguous memory.
+public final class LoRAAdapters: @unchecked Sendable {
+    public struct Adapter: Sendable {
+        public let module: LinearModule
+        /// Offsets of A and B in the flat buffer.
+        public let aOffset: Int
+        public let bOffset: Int
+        public var aCount: Int
+        public var bCount: Int
+    }
+
+    public let config: LoRAConfig
+    public let adapters: [Adapter]
+    public let storage: TensorStorage
+    public let gradientStorage: TensorStorage
+    public var totalCount: Int { storage.capacity }
+    /// Whether dropout is applied (training) or not (evaluation).
+    public var training = false
+    var dropoutRNG: RandomStream
+
+    /// Per adapter, kept from forward for backward: dropout(x)·Aᵀ [N, r], and the dropped-out input
+    /// [N, in] when dropout is on.
+    private var xa: [TensorStorage] = []
+    private var dropped: [TensorStorage?] = []
+    private var scratch: TensorStorage?
+    private var rows = 0
+    private let byGroup: [Key: [Int]]
+
+    struct Key: Hashable { let layer: Int; let group: LinearGroup }
+
+    /// Adapters on the modules `config` selects, initialised as PEFT does by default: A kaiming-uniform
+    /// (bound 1/√in, which is PyTorch's kaiming_uniform_ with a = √5), B zero.
+    public init(config: LoRAConfig, model: ModelConfig, seed: UInt64 = 0) throws {
+        guard config.rank >= 1 else { throw LoRAError(reason: "LoRA rank r must be ≥ 1, got \(config.rank)") }
+        guard config.dropout >= 0 && config.dropout < 1 else { throw LoRAError(reason: "lora_dropout must be in [0, 1), got \(config.dropout)") }
+        let modules = try config.select(from: HFNaming(config: model).linearModules)
+        var list: [Adapter] = []
+        var cursor = 0
+        for m in modules {
+            let a = config.rank * m.inFeatures, b = m.outFeatures * config.rank
+            list.append(Adapter(module: m, aOffset: cursor, bOffset: cursor + a, aCount: a, bCount: b))
+            cursor += a + b
+        }
+        self.config = config
+        self.adapters = list
+        self.storage = TensorStorage(capacity: cursor)
+        self.gradientStorage = TensorStorage(capacity: cursor)
+        self.dropoutRNG = RandomStream(seed: seed, stream: 0xD0)
+        var grouped: [Key: [Int]] = [:]
+        for (i, a) in list.enumerated() { grouped[Key(layer: a.module.layer, group: a.module.group), default: []].append(i) }
+        self.byGroup = grouped
+        let root = RandomStream(seed: seed, stream: 0x10A)
+        for (i, a) in list.enumerated() {
+            var rng = root.split(UInt64(i))
+            let bound = 1 / Float(a.module.inFeatures).squareRoot()
+            rng.fillUniform(UnsafeMutableBufferPointer(start: storage.pointer + a.aOffset, count: a.aCount), low: -bound, high: bound)
+        }
+    }
+
+    public func adapter(path: String) -> Adapter? { adapters.first { $0.module.path == path } }
+
+    /// A copy of lora_A [r, in] or lora_B [out, r] of an adapter.
+    public func factor(_ adapter: Adapter, b: Bool, gradient: Bool = false) -> Tensor {
+        let base = (gradient ? gradientStorage : storage).pointer + (b ? adapter.bOffset : adapter.aOffset)
+        let shape = b ? [adapter.module.outFeatures, config.rank] : [config.rank, adapter.module.inFeatures]
+        return Tensor(shape: shape, values: Array(UnsafeBufferPointer(start: base, count: shape[0] * shape[1])))
+    }
+
+    public func setFactor(_ adapter: Adapter, b: Bool, _ value: Tensor) {
+        let shape = b ? [adapter.module.outFeatures, config.rank] : [config.rank, adapter.module.inFeatures]
+        precondition(value.shape == shape, "\(adapter.module.path).lora_\(b ? "B" : "A"): shape \(value.shape), expected \(shape)")
+        value.withUnsafeBufferPointer {
+            (storage.pointer + (b ? adapter.bOffset : adapter.aOffset)).update(from: $0.baseAddress!, count: $0.count)
+        }
+    }
+
+    public func zeroGradients() { gradientStorage.pointer.update(repeating: 0, count: totalCount) }
+
+    private func prepare(rows N: Int) {
+        guard N != rows || xa.count != adapters.count else { return }
+        rows = N
+        xa = adapters.map { _ in TensorStorage(capacity: N * config.rank) }
+        dropped = adapters.map { config.dropout > 0 ? TensorStorage(capacity: N * $0.module.inFeatures) : nil }
+        scratch = TensorStorage(capacity: N * config.rank)
+    }
+
+    /// out[:, rowOffset ..< rowOffset + outFeatures] += scale · dropout(inp)·Aᵀ·Bᵀ for the adapters on
+    /// `group` of `layer`. Called by the transformer right after the group's base GEMM.
+    func forward(layer: Int, group: LinearGroup, out: FloatPointer, ldOut: Int, inp: ConstFloatPointer, ldIn: Int, N: Int) {
+        guard let indices = byGroup[Key(layer: layer, group: group)] else { return }
+        prepare(rows: N)
+        let r = config.rank
+        for i in indices {
+            let a = adapters[i], m = a.module
+            var x = inp, ldx = ldIn
+            if let d = dropped[i], training {
+                let keep = 1 - config.dropout
+                for n in 0..<N {
+                    for j in 0..<m.inFeatures {
+                        d.pointer[n * m.inFeatures + j] = dropoutRNG.nextUniform() < keep ? inp[n * ldIn + j] / keep : 0
+                    }
+                }
+                x = UnsafePointer(d.pointer)
+                ldx = m.inFeatures
+            } else if let d = dropped[i] {
+                for n in 0..<N { (d.pointer + n * m.inFeatures).update(from: inp + n * ldIn, count: m.inFeatures) }
+            }
+            BLAS.gemm(.none, .transposed, m: N, n: r, k: m.inFeatures, a: x, lda: ldx, b: storage.pointer + a.aOffset,
+                      ldb: m.inFeatures, beta: 0, c: xa[i].pointer, ldc: r)
+            BLAS.gemm(.none, .transposed, m: N, n: m.outFeatures, k: r, alpha: config.scale, a: xa[i].pointer, lda: r,
+                      b: storage.pointer + a.bOffset, ldb: r, beta: 1, c: out + m.rowOffset, ldc: ldOut)
+        }
+    }
+
+    /// Accumulates the adapters' gradients and adds their share of ∂L/∂inp into `dinp`.
+    func backward(layer: Int, group: LinearGroup, dout: ConstFloatPointer, ldDout: Int, inp: ConstFloatPointer, ldIn: Int,
+                  dinp: FloatPointer, ldDinp: Int, N: Int) {
+        guard let indices = byGroup[Key(layer: layer, group: group)] else { return }
+        let r = config.rank, scale = config.scale
+        let dxa = scratch!.pointer
+        for i in indices {
+            let a = adapters[i], m = a.module
+            let dy = dout + m.rowOffset
+            let x: ConstFloatPointer = dropped[i].map { UnsafePointer($0.pointer) } ?? inp
+            let ldx = dropped[i] == nil ? ldIn : m.inFeatures
+            if config.trainB {  // dB += scale · dyᵀ · xa
+                BLAS.gemm(.transposed, .none, m: m.outFeatures, n: r, k: N, alpha: scale, a: dy, lda: ldDout,
+                          b: xa[i].pointer, ldb: r, beta: 1, c: gradientStorage.pointer + a.bOffset, ldc: r)
+            }
+            // dxa = scale · dy · B
+            BLAS.gemm(.none, .none, m: N, n: r, k: m.outFeatures, alpha: scale, a: dy, lda: ldDout,
+                      b: storage.pointer + a.bOffset, ldb: r, beta: 0, c: dxa, ldc: r)
+            if config.trainA {  // dA += dxaᵀ · dropout(x)
+                BLAS.gemm(.transposed, .none, m: r, n: m.inFeatures, k: N, a: dxa, lda: r, b: x, ldb: ldx,
+                          beta: 1, c: gradientStorage.pointer + a.aOffset, ldc: m.inFeatures)
+            }
+            // dinp += dxa · A, through the dropout mask when there is one.
+            if dropped[i] != nil && training {
+                let keep = 1 - config.dropout
+                let tmp = TensorStorage(capacity: N * m.inFeatures)
+                BLAS.gemm(.none, .none, m: N, n: m.inFeatures, k: r, a: dxa, lda: r, b: storage.pointer + a.aOffset,
+                          ldb: m.inFeatures, beta: 0, c: tmp.pointer, ldc: m.inFeatures)
+                for n in 0..<N {
+                    for j in 0..<m.inFeatures where dropped[i]!.pointer[n * m.inFeatures + j] != 0 {
+                        dinp[n * ldDinp + j] += tmp.pointer[n * m.inFeatures + j] / keep
+                    }
+                }
+            } else {
+                BLAS.gemm(.none, .none, m: N, n: m.inFeatures, k: r, a: dxa, lda: r, b: storage.pointer + a.aOffset,
+                          ldb: m.inFeatures, beta: 1, c: dinp, ldc: ldDinp)
+            }
+        }
+    }
+
+    /// W += sign · scale · B·A for every adapted module, accumulated in double precision and rounded once.
+    public func merge(into model: Transformer, sign: Double = 1) {
+        let r = config.rank
+        for a in adapters {
+            let m = a.module
+            let A = storage.pointer + a.aOffset, B = storage.pointer + a.bOffset
+            // The module's rows are consecutive in the layout: parts of a fused group are adjacent.
+            let w = model.p(.layer(m.layer, m.parts[0]))
+            for i in 0..<m.outFeatures {
+                for j in 0..<m.inFeatures {
+                    var s = 0.0
+                    for k in 0..<r { s += Double(B[i * r + k]) * Double(A[k * m.inFeatures + j]) }
+                    let index = i * m.inFeatures + j
+                    w[index] = Float(Double(w[index]) + sign * Double(config.scale) * s)
+                }
+            }
+        }
+    }
+
+    /// Undoes `merge`.
+    public func unmerge(from model: Transformer) { merge(into: model, sign: -1) }
+}

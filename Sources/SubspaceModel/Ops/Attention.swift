@@ -1,0 +1,98 @@
+import Foundation
+import SubspaceCore
+
+/// Causal multi-head attention with grouped key/value heads, through BLAS per (batch, head).
+///
+/// Legend: B batch, T sequence, H query heads, G key/value heads (H divisible by G; query head h reads
+/// key/value head h / (H/G), as HF's `repeat_kv`), D head dimension, S = (H + 2G)·D the row stride of the
+/// fused qkv activation (q at column 0, k at H·D, v at (H+G)·D).
+public struct Attention: Sendable {
+    public let B: Int, T: Int, H: Int, G: Int, D: Int
+    public var S: Int { (H + 2 * G) * D }
+    var scale: Float { 1 / Float(D).squareRoot() }
+
+    public init(B: Int, T: Int, H: Int, G: Int, D: Int) {
+        precondition(H % G == 0, "query heads \(H) not divisible by key/value heads \(G)")
+        (self.B, self.T, self.H, self.G, self.D) = (B, T, H, G, D)
+    }
+
+    /// - out: [B·T, H·D]; att: [B, H, T, T] softmax probabilities, kept for backward (zero above the
+    ///   diagonal); qkv: [B·T, S].
+    public func forward(out: FloatPointer, att: FloatPointer, qkv: ConstFloatPointer) {
+        let (T, H, G, D, S) = (T, H, G, D, S)
+        let group = H / G
+        Parallel.rows(B * H, minimumPerChunk: 1) { pairs in
+            for bh in pairs {
+                let b = bh / H, h = bh % H, g = h / group
+                let q = qkv + b * T * S + h * D
+                let k = qkv + b * T * S + H * D + g * D
+                let v = qkv + b * T * S + (H + G) * D + g * D
+                let p = att + bh * T * T
+                // Scores for all pairs; the causal mask is applied in the softmax below.
+                BLAS.gemm(.none, .transposed, m: T, n: T, k: D, alpha: scale, a: q, lda: S, b: k, ldb: S,
+                          beta: 0, c: p, ldc: T)
+                for i in 0..<T {
+                    let row = p + i * T
+                    var maxScore = -Float.infinity
+                    for j in 0...i { maxScore = max(maxScore, row[j]) }
+                    var sum: Float = 0
+                    for j in 0...i {
+                        let e = FastMath.exp(row[j] - maxScore)
+                        row[j] = e
+                        sum += e
+                    }
+                    let inv = 1 / sum
+                    for j in 0...i { row[j] *= inv }
+                    (row + i + 1).update(repeating: 0, count: T - i - 1)
+                }
+                BLAS.gemm(.none, .none, m: T, n: D, k: T, a: p, lda: T, b: v, ldb: S,
+                          beta: 0, c: out + b * T * H * D + h * D, ldc: H * D)
+            }
+        }
+    }
+
+    /// Floats of scratch `backward` needs.
+    public var scratchCount: Int { max(1, Parallel.workers) * T * T }
+
+    /// dqkv += ∂L/∂qkv given dout [B·T, H·D]. Work is split by (batch, key/value head) so the query heads
+    /// that share a key/value head accumulate into it without races.
+    public func backward(dqkv: FloatPointer, dout: ConstFloatPointer, qkv: ConstFloatPointer,
+                         att: ConstFloatPointer, scratch: FloatPointer) {
+        let (T, H, G, D, S) = (T, H, G, D, S)
+        let group = H / G
+        Parallel.chunks(B * G, chunks: Parallel.workers) { c, range in
+            let dp = scratch + c * T * T
+            for bg in range {
+                let b = bg / G, g = bg % G
+                let k = qkv + b * T * S + H * D + g * D
+                let v = qkv + b * T * S + (H + G) * D + g * D
+                let dk = dqkv + b * T * S + H * D + g * D
+                let dv = dqkv + b * T * S + (H + G) * D + g * D
+                for h in (g * group)..<((g + 1) * group) {
+                    let q = qkv + b * T * S + h * D
+                    let dq = dqkv + b * T * S + h * D
+                    let p = att + (b * H + h) * T * T
+                    let dO = dout + b * T * H * D + h * D
+                    // dP = dO · Vᵀ ; dV += Pᵀ · dO
+                    BLAS.gemm(.none, .transposed, m: T, n: T, k: D, a: dO, lda: H * D, b: v, ldb: S,
+                              beta: 0, c: dp, ldc: T)
+                    BLAS.gemm(.transposed, .none, m: T, n: D, k: T, a: p, lda: T, b: dO, ldb: H * D,
+                              beta: 1, c: dv, ldc: S)
+                    // dS = P ⊙ (dP − rowsum(P ⊙ dP)), then the score scale.
+                    for i in 0..<T {
+                        let pr = p + i * T, dr = dp + i * T
+                        var dot: Float = 0
+                        for j in 0...i { dot += pr[j] * dr[j] }
+                        for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) * scale }
+                        for j in (i + 1)..<T { dr[j] = 0 }
+                    }
+                    // dQ += dS · K ; dK += dSᵀ · Q
+                    BLAS.gemm(.none, .none, m: T, n: D, k: T, a: dp, lda: T, b: k, ldb: S,
+                              beta: 1, c: dq, ldc: S)
+                    BLAS.gemm(.transposed, .none, m: T, n: D, k: T, a: dp, lda: T, b: q, ldb: S,
+                              beta: 1, c: dk, ldc: S)
+                }
+            }
+        }
+    }
+}

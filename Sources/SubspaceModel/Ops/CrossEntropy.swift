@@ -1,0 +1,49 @@
+import Foundation
+
+/// Softmax cross-entropy over a vocabulary, with ignored positions (target < 0, like PyTorch's
+/// ignore_index = −100).
+public enum CrossEntropy {
+    /// Number of positions that count.
+    public static func validCount(_ targets: UnsafePointer<Int32>, N: Int) -> Int {
+        var n = 0
+        for i in 0..<N where targets[i] >= 0 { n += 1 }
+        return n
+    }
+
+    /// Returns Σ over valid rows of −log softmax(logits)[target] (double-accumulated). With `dlogits`,
+    /// also writes (softmax − onehot) · gradientScale there (zero rows for ignored positions), which is
+    /// ∂L/∂logits for L = gradientScale · Σ losses.
+    /// - logits, dlogits: [N, V]; targets: [N]
+    public static func forward(
+        logits: ConstFloatPointer, targets: UnsafePointer<Int32>, N: Int, V: Int,
+        dlogits: FloatPointer? = nil, gradientScale: Float = 1
+    ) -> Double {
+        var partial = [Double](repeating: 0, count: N)
+        partial.withUnsafeMutableBufferPointer { losses in
+            Parallel.rows(N) { rows in
+                for n in rows {
+                    let x = logits + n * V
+                    let target = Int(targets[n])
+                    guard target >= 0 else {
+                        if let dlogits { (dlogits + n * V).update(repeating: 0, count: V) }
+                        continue
+                    }
+                    precondition(target < V, "target \(target) outside the vocabulary (\(V))")
+                    var maxLogit = -Float.infinity
+                    for j in 0..<V { maxLogit = max(maxLogit, x[j]) }
+                    var sum: Float = 0
+                    for j in 0..<V { sum += FastMath.exp(x[j] - maxLogit) }
+                    let logSum = logf(sum) + maxLogit
+                    losses[n] = Double(logSum - x[target])
+                    if let dlogits {
+                        let d = dlogits + n * V
+                        let inv = 1 / sum
+                        for j in 0..<V { d[j] = FastMath.exp(x[j] - maxLogit) * inv * gradientScale }
+                        d[target] -= gradientScale
+                    }
+                }
+            }
+        }
+        return partial.reduce(0, +)
+    }
+}

@@ -1,0 +1,106 @@
+/// LayerNorm (GPT-2): out = (x − mean) · rstd · w + b over the last dimension.
+public enum LayerNorm {
+    /// - out, inp: [N, C]; mean, rstd: [N] (kept for backward); weight, bias: [C].
+    public static func forward(
+        out: FloatPointer, mean: FloatPointer, rstd: FloatPointer, inp: ConstFloatPointer,
+        weight: ConstFloatPointer, bias: ConstFloatPointer?, N: Int, C: Int, eps: Float
+    ) {
+        Parallel.rows(N) { rows in
+            for n in rows {
+                let x = inp + n * C
+                var m: Float = 0
+                for i in 0..<C { m += x[i] }
+                m /= Float(C)
+                var v: Float = 0
+                for i in 0..<C { let d = x[i] - m; v += d * d }
+                v /= Float(C)
+                let s = 1 / (v + eps).squareRoot()
+                let o = out + n * C
+                if let bias {
+                    for i in 0..<C { o[i] = (x[i] - m) * s * weight[i] + bias[i] }
+                } else {
+                    for i in 0..<C { o[i] = (x[i] - m) * s * weight[i] }
+                }
+                mean[n] = m
+                rstd[n] = s
+            }
+        }
+    }
+
+    /// dinp += ∂L/∂x; dweight += Σ dout·x̂; dbias += Σ dout. dweight/dbias nil when frozen.
+    /// Weight gradients are reduced over rows serially (they are [C] and every row touches them).
+    public static func backward(
+        dinp: FloatPointer, dweight: FloatPointer?, dbias: FloatPointer?, dout: ConstFloatPointer,
+        inp: ConstFloatPointer, weight: ConstFloatPointer, mean: ConstFloatPointer, rstd: ConstFloatPointer,
+        N: Int, C: Int
+    ) {
+        Parallel.rows(N) { rows in
+            for n in rows {
+                let x = inp + n * C, d = dout + n * C, dx = dinp + n * C
+                let m = mean[n], s = rstd[n]
+                var dnormMean: Float = 0, dnormNormMean: Float = 0
+                for i in 0..<C {
+                    let xhat = (x[i] - m) * s
+                    let dnorm = d[i] * weight[i]
+                    dnormMean += dnorm
+                    dnormNormMean += dnorm * xhat
+                }
+                dnormMean /= Float(C)
+                dnormNormMean /= Float(C)
+                for i in 0..<C {
+                    let xhat = (x[i] - m) * s
+                    dx[i] += (d[i] * weight[i] - dnormMean - xhat * dnormNormMean) * s
+                }
+            }
+        }
+        if dweight == nil && dbias == nil { return }
+        for n in 0..<N {
+            let x = inp + n * C, d = dout + n * C
+            let m = mean[n], s = rstd[n]
+            if let dweight { for i in 0..<C { dweight[i] += d[i] * (x[i] - m) * s } }
+            if let dbias { for i in 0..<C { dbias[i] += d[i] } }
+        }
+    }
+}
+
+/// RMSNorm (Llama, Qwen2): out = x · rstd · w with rstd = 1/√(mean(x²) + eps).
+public enum RMSNorm {
+    /// - out, inp: [N, C]; rstd: [N] (kept for backward); weight: [C].
+    public static func forward(
+        out: FloatPointer, rstd: FloatPointer, inp: ConstFloatPointer, weight: ConstFloatPointer,
+        N: Int, C: Int, eps: Float
+    ) {
+        Parallel.rows(N) { rows in
+            for n in rows {
+                let x = inp + n * C, o = out + n * C
+                var ss: Float = 0
+                for i in 0..<C { ss += x[i] * x[i] }
+                let s = 1 / (ss / Float(C) + eps).squareRoot()
+                for i in 0..<C { o[i] = weight[i] * (x[i] * s) }
+                rstd[n] = s
+            }
+        }
+    }
+
+    public static func backward(
+        dinp: FloatPointer, dweight: FloatPointer?, dout: ConstFloatPointer, inp: ConstFloatPointer,
+        weight: ConstFloatPointer, rstd: ConstFloatPointer, N: Int, C: Int
+    ) {
+        Parallel.rows(N) { rows in
+            for n in rows {
+                let x = inp + n * C, d = dout + n * C, dx = dinp + n * C
+                let s = rstd[n]
+                var dot: Float = 0  // Σ dnorm · x̂
+                for i in 0..<C { dot += d[i] * weight[i] * x[i] * s }
+                dot /= Float(C)
+                for i in 0..<C { dx[i] += s * (d[i] * weight[i] - x[i] * s * dot) }
+            }
+        }
+        guard let dweight else { return }
+        for n in 0..<N {
+            let x = inp + n * C, d = dout + n * C
+            let s = rstd[n]
+            for i in 0..<C { dweight[i] += d[i] * x[i] * s }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+import SubspaceCore
+
+/// A GPT-style transformer (gpt2, llama or qwen2 family) with a hand-written forward and backward pass.
+///
+/// Parameters live in one flat buffer laid out by `ParameterLayout`; gradients use the same layout.
+/// `forward` keeps what `backward` needs in buffers sized for the last (B, T) and reused while the shape
+/// stays the same. `backward` *accumulates* into `gradients`; call `zeroGradients()` once per step.
+/// Frozen tensors get no weight gradient (their GEMM is skipped) and stay zero in `gradients`.
+public final class Transformer: @unchecked Sendable {
+    public let config: ModelConfig
+    public let layout: ParameterLayout
+    /// The flat parameter buffer (layout order).
+    public let parameterStorage: TensorStorage
+    /// The flat gradient buffer, allocated with the first backward pass.
+    public internal(set) var gradientStorage: TensorStorage?
+    /// Tensors that receive no gradient.
+    public var frozen: Set<TensorRole> = []
+    /// LoRA adapters applied on top of the base weights, if any.
+    public var adapters: LoRAAdapters?
+    /// Per-op timing, when set.
+    public var profiler: Profiler?
+
+    let rotary: Rotary?
+    var buffers: ActivationBuffers?
+    /// Mean loss of the last forward pass with targets, and how many positions it averaged.
+    public private(set) var lastLoss: Float?
+    public private(set) var lastValidCount = 0
+
+    public init(config: ModelConfig) {
+        let problems = config.problems()
+        precondition(problems.isEmpty, "invalid model config: \(problems.joined(separator: "; "))")
+        self.config = config
+        self.layout = ParameterLayout(config: config)
+        self.parameterStorage = TensorStorage(capacity: layout.totalCount)
+        self.rotary = config.usesRotary
+            ? Rotary(headDimension: config.headDimension, maxPositions: config.maxPositions, theta: config.ropeTheta)
+            : nil
+    }
+
+    // MARK: Parameters
+
+    /// A copy of one tensor.
+    public func tensor(_ role: TensorRole) -> Tensor {
+        let e = layout[role]
+        return Tensor(shape: e.shape, values: Array(UnsafeBufferPointer(start: parameterStorage.pointer + e.offset, count: e.count)))
+    }
+
+    /// Overwrites one tensor.
+    public func setTensor(_ role: TensorRole, _ value: Tensor) {
+        let e = layout[role]
+        precondition(value.shape == e.shape, "\(role.name): shape \(value.shape), layout has \(e.shape)")
+        value.withUnsafeBufferPointer { (parameterStorage.pointer + e.offset).update(from: $0.baseAddress!, count: e.count) }
+    }
+
+    /// A copy of one tensor's gradient (zeros before the first backward pass).
+    public func gradient(_ role: TensorRole) -> Tensor {
+        let e = layout[role]
+        guard let g = gradientStorage else { return Tensor(zeros: e.shape) }
+        return Tensor(shape: e.shape, values: Array(UnsafeBufferPointer(start: g.pointer + e.offset, count: e.count)))
+    }
+
+    func p(_ role: TensorRole) -> FloatPointer { parameterStorage.pointer + layout.offset(role) }
+    func pOpt(_ role: TensorRole) -> FloatPointer? { layout.contains(role) ? p(role) : nil }
+    /// The gradient of a tensor, or nil when it is frozen or absent.
+    func g(_ role: TensorRole) -> FloatPointer? {
+        guard let grads = gradientStorage, layout.contains(role), !frozen.contains(role) else { return nil }
+        return grads.pointer + layout.offset(role)
+    }
+
+    public func zeroGradients() {
+        if let g = gradientStorage { g.pointer.update(repeating: 0, count: layout.totalCount) }
+        adapters?.zeroGradients()
+    }
+
+    /// GPT-2's initialisation: N(0, 0.02) weights, residual projections scaled by 1/√(2L), zero biases,
+    /// unit norm weights. Each tensor draws from its own stream, so the result does not depend on
+    /// anything but the seed.
+    public func initialize(seed: UInt64, std: Float = 0.02) {
+        let root = RandomStream(seed: seed)
+        for (i, e) in layout.entries.enumerated() {
+            var rng = root.split(UInt64(i))
+            let out = UnsafeMutableBufferPointer(start: parameterStorage.pointer + e.offset, count: e.count)
+            switch e.role {
+            case .layer(_, .norm1Weight), .layer(_, .norm2Weight), .finalNormWeight:
+                out.update(repeating: 1)
+            case .layer(_, .norm1Bias), .layer(_, .norm2Bias), .finalNormBias,
+                 .layer(_, .qBias), .layer(_, .kBias), .layer(_, .vBias), .layer(_, .oBias),
+                 .layer(_, .upBias), .layer(_, .downBias):
+                out.update(repeating: 0)
+            case .layer(_, .o), .layer(_, .down):
+                rng.fillNormal(out, std: std / (2 * Float(config.layerCount)).squareRoot())
+            default:
+                rng.fillNormal(out, std: std)
+            }
+        }
+    }
+
+    // MARK: Forward
+
+    func buffersFor(B: Int, T: Int) -> ActivationBuffers {
+        if let b = buffers, b.B == B, b.T == T { return b }
+        let b = ActivationBuffers(config: config, B: B, T: T)
+        buffers = b
+        return b
+    }
+
+    /// Runs the model on `ids` ([B, T], row-major). With `targets` ([B, T]; negative = ignored) it also
+    /// computes the mean cross-entropy, returned and kept in `lastLoss`.
+    @discardableResult
+    public func forward(ids: [Int32], targets: [Int32]? = nil, B: Int, T: Int) -> Float? {
+        precondition(ids.count == B * T, "ids hold \(ids.count) tokens, expected B·T = \(B * T)")
+        precondition(T <= config.maxPositions, "sequence \(T) longer than the model's \(config.maxPositions) positions")
+        precondition(ids.allSatisfy { $0 >= 0 && Int($0) < config.vocabularySize }, "token id outside the vocabulary")
+        let a = buffersFor(B: B, T: T)
+        a.ids = ids
+        if let targets {
+            precondition(targets.count == B * T, "targets hold \(targets.count), expected \(B * T)")
+            a.targets = targets
+        }
+        let c = config
+        let (N, C, S, I) = (B * T, c.hiddenSize, c.qkvWidth, c.intermediateSize)
+        let (Hq, Hkv, D) = (c.headCount, c.keyValueHeadCount, c.headDimension)
+
+        profiler?.inBackward = false
+        timed(.embedding) {
+            a.ids.withUnsafeBufferPointer { ids in
+                Embedding.forward(out: a.residual[0].pointer, ids: ids.baseAddress!, wte: p(.tokenEmbedding),
+                                  wpe: pOpt(.positionEmbedding), B: B, T: T, C: C)
+            }
+        }
+        let attention = Attention(B: B, T: T, H: Hq, G: Hkv, D: D)
+        for l in 0..<c.layerCount {
+            let x = a.residual[l].pointer, mid = a.residualMid[l].pointer, next = a.residual[l + 1].pointer
+            let pre = a.mlpPre[l].pointer, act = a.mlpAct[l].pointer
+            let preWidth = c.gatedMLP ? 2 * I : I
+            timed(.norm) {
+                norm(out: a.norm1[l].pointer, mean: a.norm1Mean[l].pointer, rstd: a.norm1Rstd[l].pointer, inp: x,
+                     weight: .layer(l, .norm1Weight), bias: .layer(l, .norm1Bias), N: N)
+            }
+            // q|k|v in one GEMM: their weights (and biases) are adjacent in the layout.
+            timed(.matmul) {
+                Linear.forward(out: a.qkv[l].pointer, ldOut: S, inp: a.norm1[l].pointer, ldIn: C, weight: p(.layer(l, .q)),
+                               bias: pOpt(.layer(l, .qBias)), N: N, IC: C, OC: S)
+            }
+            timed(.lora) { adapters?.forward(layer: l, group: .qkv, out: a.qkv[l].pointer, ldOut: S, inp: a.norm1[l].pointer, ldIn: C, N: N) }
+            timed(.rotary) {
+                rotary?.apply(qkv: a.qkv[l].pointer, rowStride: S, queryHeads: Hq, kvHeads: Hkv, kOffset: c.queryWidth, B: B, T: T)
+            }
+            timed(.attention) { attention.forward(out: a.attnOut[l].pointer, att: a.att[l].pointer, qkv: a.qkv[l].pointer) }
+            timed(.residual) { mid.update(from: x, count: N * C) }
+            timed(.matmul) {
+                Linear.forward(out: mid, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, weight: p(.layer(l, .o)),
+                               bias: pOpt(.layer(l, .oBias)), N: N, IC: c.queryWidth, OC: C, accumulate: true)
+            }
+            timed(.lora) { adapters?.forward(layer: l, group: .o, out: mid, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, N: N) }
+            timed(.norm) {
+                norm(out: a.norm2[l].pointer, mean: a.norm2Mean[l].pointer, rstd: a.norm2Rstd[l].pointer, inp: mid,
+                     weight: .layer(l, .norm2Weight), bias: .layer(l, .norm2Bias), N: N)
+            }
+            timed(.matmul) {
+                Linear.forward(out: pre, ldOut: preWidth, inp: a.norm2[l].pointer, ldIn: C,
+                               weight: p(.layer(l, c.gatedMLP ? .gate : .up)), bias: pOpt(.layer(l, .upBias)),
+                               N: N, IC: C, OC: preWidth)
+            }
+            timed(.lora) { adapters?.forward(layer: l, group: .gateUp, out: pre, ldOut: preWidth, inp: a.norm2[l].pointer, ldIn: C, N: N) }
+            timed(.activation) {
+                if c.gatedMLP {
+                    SwiGLU.forward(out: act, gateUp: pre, N: N, I: I)
+                } else {
+                    GELU.forward(out: act, inp: pre, count: N * I)
+                }
+            }
+            timed(.residual) { next.update(from: mid, count: N * C) }
+            timed(.matmul) {
+                Linear.forward(out: next, ldOut: C, inp: act, ldIn: I, weight: p(.layer(l, .down)),
+                               bias: pOpt(.layer(l, .downBias)), N: N, IC: I, OC: C, accumulate: true)
+            }
+            timed(.lora) { adapters?.forward(layer: l, group: .down, out: next, ldOut: C, inp: act, ldIn: I, N: N) }
+        }
+        timed(.norm) {
+            norm(out: a.finalNorm.pointer, mean: a.finalMean.pointer, rstd: a.finalRstd.pointer,
+                 inp: a.residual[c.layerCount].pointer, weight: .finalNormWeight, bias: .finalNormBias, N: N)
+        }
+        timed(.logits) {
+            Linear.forward(out: a.logits.pointer, ldOut: c.vocabularySize, inp: a.finalNorm.pointer, ldIn: C,
+                           weight: p(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil,
+                           N: N, IC: C, OC: c.vocabularySize)
+        }
+
+        guard targets != nil else { lastLoss = nil; return nil }
+        let valid = a.targets.withUnsafeBufferPointer { CrossEntropy.validCount($0.baseAddress!, N: N) }
+        let total = timed(.loss) {
+            a.targets.withUnsafeBufferPointer {
+                CrossEntropy.forward(logits: a.logits.pointer, targets: $0.baseAddress!, N: N, V: c.vocabularySize)
+            }
+        }
+        lastValidCount = valid
+        lastLoss = valid > 0 ? Float(total / Double(valid)) : 0
+        return lastLoss
+    }
+
+    /// The last forward pass's logits, [B, T, V].
+    public var logits: Tensor {
+        guard let a = buffers else { preconditionFailure("logits read before any forward pass") }
+        return Tensor(viewing: a.logits, shape: [a.B, a.T, config.vocabularySize])
+    }
+
+    func norm(out: FloatPointer, mean: FloatPointer, rstd: FloatPointer, inp: FloatPointer,
+              weight: TensorRole, bias: TensorRole, N: Int) {
+        if config.family == .gpt2 {
+            LayerNorm.forward(out: out, mean: mean, rstd: rstd, inp: inp, weight: p(weight), bias: pOpt(bias),
+                              N: N, C: config.hiddenSize, eps: config.normEpsilon)
+        } else {
+            RMSNorm.forward(out: out, rstd: rstd, inp: inp, weight: p(weight), N: N, C: config.hiddenSize, eps: config.normEpsilon)
+        }
+    }
+
+    func normBackward(dinp: FloatPointer, dout: FloatPointer, inp: FloatPointer, mean: FloatPointer, rstd: FloatPointer,
+                      weight: TensorRole, bias: TensorRole, N: Int) {
+        if config.family == .gpt2 {
+            LayerNorm.backward(dinp: dinp, dweight: g(weight), dbias: g(bias), dout: dout, inp: inp, weight: p(weight),
+                               mean: mean, rstd: rstd, N: N, C: config.hiddenSize)
+        } else {
+            RMSNorm.backward(dinp: dinp, dweight: g(weight), dout: dout, inp: inp, weight: p(weight), rstd: rstd,
+                             N: N, C: config.hiddenSize)
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import ArgumentParser
+import CBLAS
+import Foundation
+import SubspaceCore
+import SubspaceModel
+import SubspaceTraining
+
+/// Full training steps (forward, backward, AdamW with clipping) of a freshly initialised model on random
+/// tokens, in one process. Tokens per second, milliseconds per step, and model FLOP utilisation against
+/// the GEMM rate measured in the same run (so a busy machine lowers both alike).
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Training-step throughput and MFU of one process on synthetic tokens.")
+
+    @Option(help: "gpt2, llama or qwen2.") var family: String = "gpt2"
+    @Option(help: "Layers.") var layers: Int = 6
+    @Option(help: "Width (hidden size).") var width: Int = 256
+    @Option(help: "Attention heads.") var heads: Int = 8
+    @Option(name: .customLong("kv-heads"), help: "Key/value heads (llama, qwen2; default: heads).") var kvHeads: Int?
+    @Option(help: "Sequence length.") var context: Int = 256
+    @Option(help: "Sequences per step.") var batch: Int = 8
+    @Option(help: "Vocabulary size.") var vocab: Int = 256
+    @Option(help: "Timed steps (after 2 warm-up steps).") var steps: Int = 10
+    @Option(help: "Threads for BLAS and kernels (default: the cores this process may use).") var threads: Int?
+    @Flag(help: "Print where the time goes, per kind of op, forward and backward.") var profile = false
+
+    func validate() throws {
+        guard ModelFamily(rawValue: family) != nil else { throw ValidationError("--family must be gpt2, llama or qwen2; got '\(family)'") }
+        guard layers >= 1, width >= 1, heads >= 1, context >= 1, batch >= 1, vocab >= 2, steps >= 1 else {
+            throw ValidationError("--layers, --width, --heads, --context, --batch, --steps must be ≥ 1 and --vocab ≥ 2")
+        }
+        guard width % heads == 0 else { throw ValidationError("--width (\(width)) must be divisible by --heads (\(heads))") }
+        if let kvHeads, kvHeads < 1 || heads % kvHeads != 0 {
+            throw ValidationError("--kv-heads must divide --heads (\(heads))")
+        }
+        let problems = modelConfig.problems()
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
+    }
+
+    var modelConfig: ModelConfig {
+        ModelConfig(family: ModelFamily(rawValue: family) ?? .gpt2, vocabularySize: vocab, hiddenSize: width,
+                    layerCount: layers, headCount: heads, keyValueHeadCount: kvHeads, maxPositions: context)
+    }
+
+    func run() throws {
+        let policy = ThreadPolicy.decide()
+        policy.apply()
+        Parallel.configure(threads: threads ?? policy.threads)
+        print("# \(policy); using \(Parallel.workers) workers, each with single-threaded BLAS")
+
+        let config = modelConfig
+        let model = Transformer(config: config)
+        model.initialize(seed: 1)
+        let optimizer = ModelOptimizer(model: model, adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1))
+        var rng = RandomStream(seed: 7)
+        let tokens = batch * context
+        let ids = (0..<tokens).map { _ in Int32(rng.nextInt(below: vocab)) }
+        let targets = (0..<tokens).map { _ in Int32(rng.nextInt(below: vocab)) }
+
+        func trainStep() {
+            model.zeroGradients()
+            model.forward(ids: ids, targets: targets, B: batch, T: context)
+            model.backward()
+            optimizer.step(learningRate: 1e-4)
+        }
+        trainStep()
+        trainStep()
+        let profiler = profile ? Profiler() : nil
+        model.profiler = profiler
+        var times: [Double] = []
+        var optimizerSeconds = 0.0
+        for _ in 0..<steps {
+            let start = DispatchTime.now().uptimeNanoseconds
+            model.zeroGradients()
+            model.forward(ids: ids, targets: targets, B: batch, T: context)
+            model.backward()
+            let beforeOptimizer = DispatchTime.now().uptimeNanoseconds
+            optimizer.step(learningRate: 1e-4)
+            let end = DispatchTime.now().uptimeNanoseconds
+            optimizerSeconds += Double(end - beforeOptimizer) * 1e-9
+            times.append(Double(end - start) * 1e-9)
+        }
+        model.profiler = nil
+        let stepSeconds = Stopwatch.median(times)
+        let tokensPerSecond = Double(tokens) / stepSeconds
+
+        // Model FLOPs per token: 6 per weight used in a matrix product (forward 2, backward 4), plus
+        // attention's QKᵀ and PV: 12 · layers · context · (heads · head dimension), causal mask ignored
+        // (the PaLM convention).
+        let matmulWeights = model.layout.entries.filter { e in
+            switch e.role {
+            case .layer(_, .q), .layer(_, .k), .layer(_, .v), .layer(_, .o), .layer(_, .gate), .layer(_, .up), .layer(_, .down), .outputHead: true
+            case .tokenEmbedding: config.tiedEmbeddings
+            default: false
+            }
+        }.reduce(0) { $0 + $1.count }
+        let flopsPerToken = 6 * Double(matmulWeights) + 12 * Double(layers * context * config.queryWidth)
+        let achieved = flopsPerToken * tokensPerSecond * 1e-9
+        let peak = measureGemmRate()
+        if let profiler {
+            let total = times.reduce(0, +)
+            print("# where the time goes over \(steps) steps (\(String(format: "%.1f", total * 1000 / Double(steps))) ms/step):")
+            var rows: [(String, Double, Double)] = Profiler.Op.allCases.map { ($0.rawValue, profiler.forward[$0] ?? 0, profiler.backward[$0] ?? 0) }
+            rows.append(("optimizer (clip + AdamW)", optimizerSeconds, 0))
+            let accounted = rows.reduce(0) { $0 + $1.1 + $1.2 }
+            rows.append(("other", max(0, total - accounted), 0))
+            for (name, f, b) in rows.sorted(by: { $0.1 + $0.2 > $1.1 + $1.2 }) where f + b > 0 {
+                print(String(format: "#   %-26@ %7.2f ms/step  %5.1f%%   (forward %6.2f, backward %6.2f)",
+                             name as NSString, (f + b) * 1000 / Double(steps), 100 * (f + b) / total,
+                             f * 1000 / Double(steps), b * 1000 / Double(steps)))
+            }
+        }
+        print("# \(family) layers=\(layers) width=\(width) heads=\(heads) context=\(context) batch=\(batch) vocab=\(vocab): " +
+              "\(matmulWeights) matmul weights, \(String(format: "%.1f", flopsPerToken / 1e6)) MFLOP/token, " +
+              "\(String(format: "%.1f", achieved)) GFLOP/s achieved, gemm \(String(format: "%.1f", peak)) GFLOP/s")
+        print(figures(["tokens_per_s": tokensPerSecond, "ms_per_step": stepSeconds * 1000, "mfu": achieved / peak,
+                       "gflops": achieved, "gemm_gflops": peak, "threads": Parallel.workers]))
+    }
+
+    /// GFLOP/s of a square 1024 sgemm split over the same workers: the attainable rate right now.
+    func measureGemmRate() -> Double {
+        let n = 1024
+        var rng = RandomStream(seed: 3)
+        let a = Tensor.normal([n, n], using: &rng), b = Tensor.normal([n, n], using: &rng)
+        var c = Tensor(zeros: [n, n])
+        var samples: [Double] = []
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+            for _ in 0..<6 {
+                samples.append(Stopwatch.time {
+                    ParallelGEMM.gemm(.none, .none, m: n, n: n, k: n, a: pa.baseAddress!, lda: n, b: pb.baseAddress!, ldb: n,
+                                      c: pc.baseAddress!, ldc: n)
+                })
+            }
+        }}}
+        return 2 * pow(Double(n), 3) / samples.dropFirst().min()! * 1e-9
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Subspace: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "subspace",
+        abstract: "Distributed training of GPT-style transformers on CPU clusters, and what fine-tuning does to their weights.",
+        subcommands: [Forward.self, Tokenize.self, Smoke.self, Bench.self])
+}

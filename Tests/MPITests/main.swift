@@ -1,0 +1,139 @@
+// Multi-rank tests of MPICommunicator, run under mpirun:
+//   mpirun -np 2 .build/release/MPITests
+// Runs the shared CollectiveChecks suite on the world communicator (default policy, then with the
+// shared-memory path forced for every size), plus MPI-specific checks. Each rank prints its failures
+// tagged [rank r/N]; rank 0 prints the totals over all ranks as its last line, "N passed, N failed".
+// Exits non-zero if any rank failed.
+
+import Foundation
+import SubspaceDistributed
+import SubspaceTestSupport
+
+let environment: MPIEnvironment
+do {
+    environment = try MPIEnvironment.initialize(threadLevel: .funneled)
+} catch {
+    FileHandle.standardError.write(Data("MPITests: \(error)\n".utf8))
+    exit(2)
+}
+let world = environment.world
+let tag = "[rank \(world.rank)/\(world.size)]"
+var results = [CollectiveCheckResult]()
+
+func prefixed(_ suite: String, _ checks: [CollectiveCheckResult]) -> [CollectiveCheckResult] {
+    checks.map { CollectiveCheckResult(name: "\(suite)/\($0.name)", passed: $0.passed, message: $0.message) }
+}
+
+/// Runs one MPI-specific check; a thrown error fails it.
+@MainActor
+func check(_ name: String, _ body: () throws -> [String]) {
+    do {
+        let failures = try body()
+        results.append(.init(name: name, passed: failures.isEmpty, message: failures.joined(separator: "; ")))
+    } catch {
+        results.append(.init(name: name, passed: false, message: "threw \(error)"))
+    }
+}
+
+/// Deterministic pseudo-random floats in [-1, 1), different on every rank.
+func noise(count: Int, seed: Int) -> [Float] {
+    var state = UInt64(truncatingIfNeeded: seed) &* 6364136223846793005 &+ 1442695040888963407
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int32(truncatingIfNeeded: state >> 32)) / Float(1 << 31)
+    }
+}
+
+check("environment") {
+    var failures = [String]()
+    if environment.providedThreadLevel < .funneled {
+        failures.append("provided thread level \(environment.providedThreadLevel)")
+    }
+    if !(0..<environment.nodeSize).contains(environment.nodeRank) {
+        failures.append("node rank \(environment.nodeRank) of \(environment.nodeSize)")
+    }
+    if environment.processorName.isEmpty { failures.append("empty processor name") }
+    if world.isSingleNode != (environment.nodeSize == world.size) {
+        failures.append("isSingleNode \(world.isSingleNode) but node size \(environment.nodeSize)")
+    }
+    let expected = world.size > 1 && world.isSingleNode ? "shm" : "mpi"
+    let large = world.allReduceAlgorithm(forBytes: 64 << 20)
+    if large != expected { failures.append("64 MiB all-reduce uses \(large), expected \(expected)") }
+    if world.allReduceAlgorithm(forBytes: 1024) != "mpi" { failures.append("1 KiB all-reduce does not use mpi") }
+    return failures
+}
+
+// The default policy: small buffers through MPI, the large checks (1.2 MB) through shared memory.
+results += prefixed("default", CollectiveChecks.run(on: world, largeCount: 300_007))
+
+// Every reduction through shared memory, in 4 KiB steps, so odd sizes and many steps are exercised.
+let defaultPolicy = world.sharedMemoryPolicy
+world.sharedMemoryPolicy = SharedMemoryPolicy(minimumBytes: 0, chunkBytes: 4096)
+results += prefixed("shm-forced", CollectiveChecks.run(on: world, largeCount: 30_011))
+world.sharedMemoryPolicy = defaultPolicy
+
+if world.isSingleNode && world.size > 1 {
+    check("shm matches MPI_Allreduce") {
+        var failures = [String]()
+        for count in [1, 17, 1000, 1 << 20, (3 << 20) + 5] {
+            let input = noise(count: count, seed: world.rank + count)
+            var viaMPI = input
+            var viaShm = input
+            try viaMPI.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .sum, algorithm: .mpi) }
+            try viaShm.withUnsafeMutableBufferPointer { try world.allReduce($0, op: .sum, algorithm: .sharedMemory) }
+            // Two ranks: a + b either way. More ranks: MPI may associate differently, so compare to
+            // within rounding of the sum's magnitude.
+            let tolerance: Float = world.size <= 2 ? 0 : 1e-6 * Float(world.size)
+            let worst = zip(viaMPI, viaShm).map { abs($0 - $1) }.max() ?? 0
+            if worst > tolerance { failures.append("count \(count): max difference \(worst)") }
+            // The shm result is computed once per element, so every rank holds identical bits.
+            let digest = viaShm.reduce(UInt64(0)) { $0 &* 31 &+ UInt64($1.bitPattern) }
+            let digests = try world.allGather(Int64(bitPattern: digest))
+            if Set(digests).count != 1 { failures.append("count \(count): ranks hold different results") }
+        }
+        return failures
+    }
+    check("shm reduceScatter matches MPI_Reduce_scatter") {
+        var failures = [String]()
+        for total in [5, 4099, (1 << 20) + 3] {
+            let plan = ShardPlan.balanced(total: total, parts: world.size)
+            let input = noise(count: total, seed: 7 * world.rank + total)
+            var viaMPI = [Float](repeating: 0, count: plan.counts[world.rank])
+            var viaShm = viaMPI
+            for (algorithm, output) in [(MPICollectiveAlgorithm.mpi, 0), (.sharedMemory, 1)] {
+                try input.withUnsafeBufferPointer { source in
+                    if output == 0 {
+                        try viaMPI.withUnsafeMutableBufferPointer {
+                            try world.reduceScatter(source, counts: plan.counts, output: $0, op: .sum, algorithm: algorithm)
+                        }
+                    } else {
+                        try viaShm.withUnsafeMutableBufferPointer {
+                            try world.reduceScatter(source, counts: plan.counts, output: $0, op: .sum, algorithm: algorithm)
+                        }
+                    }
+                }
+            }
+            let tolerance: Float = world.size <= 2 ? 0 : 1e-6 * Float(world.size)
+            let worst = zip(viaMPI, viaShm).map { abs($0 - $1) }.max() ?? 0
+            if worst > tolerance { failures.append("total \(total): max difference \(worst)") }
+        }
+        return failures
+    }
+}
+
+for result in results where !result.passed {
+    print("\(tag) FAIL \(result.name): \(result.message)")
+}
+let passed = results.filter(\.passed).count
+var totals = [Int64(passed), Int64(results.count - passed)]
+do {
+    try world.allReduce(&totals)
+    if world.rank == 0 {
+        print("\(totals[0]) passed, \(totals[1]) failed")
+    }
+    try environment.finalize()
+} catch {
+    print("\(tag) MPITests: \(error)")
+    environment.abort(code: 3)
+}
+exit(totals[1] == 0 ? 0 : 1)
