@@ -263,6 +263,16 @@ struct TokenizerTests {
         let t = try BPETokenizer(json: try JSONSerialization.data(withJSONObject: json))
         let unk = t.id(forToken: "<unk>")!
         #expect(t.encode("café") == [99, 97, 102, unk])  // the two missing bytes fuse into one <unk>
+
+        // byte_fallback: the UTF-8 of the missing byte's character (0xC3 is "Ã", C3 83), as HF does.
+        var fallbackJSON = syntheticJSON(extra: ["<0xC3>", "<0x83>"], model: ["byte_fallback": true])
+        var fallbackModel = fallbackJSON["model"] as! [String: Any]
+        var fallbackVocab = fallbackModel["vocab"] as! [String: Int]
+        fallbackVocab[String(ByteLevelAlphabet.characters[0xC3])] = nil
+        fallbackModel["vocab"] = fallbackVocab
+        fallbackJSON["model"] = fallbackModel
+        let f = try BPETokenizer(json: try JSONSerialization.data(withJSONObject: fallbackJSON))
+        #expect(f.encode("é") == [f.id(forToken: "<0xC3>")!, f.id(forToken: "<0x83>")!, 0xA9])
     }
 
     @Test func randomTextsRoundTripAndSplitConsistently() throws {

@@ -18,9 +18,12 @@ public enum CrossEntropy {
         logits: ConstFloatPointer, targets: UnsafePointer<Int32>, N: Int, V: Int,
         dlogits: FloatPointer? = nil, gradientScale: Float = 1
     ) -> Double {
-        var partial = [Double](repeating: 0, count: N)
-        partial.withUnsafeMutableBufferPointer { losses in
-            Parallel.rows(N) { rows in
+        let chunks = max(1, min(Parallel.workers, N / 64))
+        // One partial sum per chunk, on the stack: steady-state steps allocate nothing.
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: chunks) { partial in
+            partial.initialize(repeating: 0)
+            Parallel.chunks(N, chunks: chunks) { chunk, rows in
+                var sum = 0.0
                 for n in rows {
                     let x = logits + n * V
                     let target = Int(targets[n])
@@ -31,19 +34,19 @@ public enum CrossEntropy {
                     precondition(target < V, "target \(target) outside the vocabulary (\(V))")
                     var maxLogit = -Float.infinity
                     for j in 0..<V { maxLogit = max(maxLogit, x[j]) }
-                    var sum: Float = 0
-                    for j in 0..<V { sum += FastMath.exp(x[j] - maxLogit) }
-                    let logSum = logf(sum) + maxLogit
-                    losses[n] = Double(logSum - x[target])
+                    var total: Float = 0
+                    for j in 0..<V { total += FastMath.exp(x[j] - maxLogit) }
+                    sum += Double(logf(total) + maxLogit - x[target])
                     if let dlogits {
                         let d = dlogits + n * V
-                        let inv = 1 / sum
-                        for j in 0..<V { d[j] = FastMath.exp(x[j] - maxLogit) * inv * gradientScale }
+                        let inv = gradientScale / total
+                        for j in 0..<V { d[j] = FastMath.exp(x[j] - maxLogit) * inv }
                         d[target] -= gradientScale
                     }
                 }
+                partial[chunk] = sum
             }
+            return partial.reduce(0, +)
         }
-        return partial.reduce(0, +)
     }
 }
