@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         // Command-line parsing for the `subspace` executable and its subcommands.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // YAML run configurations (configs/*.yaml).
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System libraries found through pkg-config; each has a module map and a small shim header.
@@ -33,7 +35,9 @@ let package = Package(
         // Collectives work on raw buffers, so this layer needs nothing from SubspaceCore.
         .target(name: "SubspaceDistributed", dependencies: ["CMPI"]),
         .target(name: "SubspaceModel", dependencies: ["SubspaceCore"]),
-        .target(name: "SubspaceTraining", dependencies: ["SubspaceCore", "SubspaceDistributed", "SubspaceModel"]),
+        .target(
+            name: "SubspaceTraining",
+            dependencies: ["SubspaceCore", "SubspaceDistributed", "SubspaceModel", .product(name: "Yams", package: "Yams")]),
         // Checks shared by `swift test` (in-process ranks) and the multi-rank tests under mpirun.
         .target(name: "SubspaceTestSupport", dependencies: ["SubspaceDistributed"]),
 
