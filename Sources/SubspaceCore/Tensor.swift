@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Heap storage for tensors: one 64-byte-aligned allocation of `Float`s, freed with the last reference.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
@@ -14,6 +18,16 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+
+    /// Fills with zeros and tells the kernel the pages may be dropped, so memory no longer used (e.g. a
+    /// full parameter copy once ZeRO-3 holds shards) stops counting as resident until touched again.
+    public func discard() {
+        pointer.update(repeating: 0, count: capacity)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: pointer) + page - 1) / page * page
+        let end = (Int(bitPattern: pointer) + capacity * MemoryLayout<Float>.stride) / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+    }
 }
 
 /// A dense, row-major float32 tensor with value semantics.

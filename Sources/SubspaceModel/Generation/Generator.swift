@@ -97,12 +97,17 @@ public final class Generator {
         let mean = TensorStorage(capacity: T), rstd = TensorStorage(capacity: T)
         let length = p0 + T
         let scores = TensorStorage(capacity: T * length)
+        let L = c.layerCount
+        m.acquire(0, .forward)
+        defer { m.release(0, .forward) }
         tokens.withUnsafeBufferPointer { ids in
             Embedding.forward(out: x.pointer, ids: ids.baseAddress!, wte: m.p(.tokenEmbedding), wpe: m.pOpt(.positionEmbedding),
                               B: 1, T: T, C: C, positionOffset: p0)
         }
         let scale = 1 / Float(D).squareRoot()
         for l in 0..<c.layerCount {
+            m.acquire(l + 1, .forward)
+            defer { m.release(l + 1, .forward) }
             m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer,
                    weight: .layer(l, .norm1Weight), bias: .layer(l, .norm1Bias), N: T)
             Linear.forward(out: qkv.pointer, ldOut: S, inp: h.pointer, ldIn: C, weight: m.p(.layer(l, .q)),
@@ -148,6 +153,8 @@ public final class Generator {
                            bias: m.pOpt(.layer(l, .downBias)), N: T, IC: I, OC: C, accumulate: true)
             m.adapters?.forward(layer: l, group: .down, out: x.pointer, ldOut: C, inp: act.pointer, ldIn: I, N: T)
         }
+        m.acquire(L + 1, .forward)
+        defer { m.release(L + 1, .forward) }
         // Only the last position's logits are needed.
         let last = x.pointer + (T - 1) * C
         m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: last,

@@ -130,6 +130,23 @@ public struct ParameterLayout: Sendable {
 
     public func contains(_ role: TensorRole) -> Bool { index[role] != nil }
 
+    /// The layout's blocks in order: 0 the embeddings, 1…L the layers, L+1 the tail. A block is the unit
+    /// ZeRO shards, buckets and (at stage 3) gathers.
+    public var blockRanges: [Range<Int>] { [embeddingRange] + layerRanges + [tailRange] }
+    public var blockCount: Int { layerRanges.count + 2 }
+
+    /// The block a tensor belongs to.
+    public func block(of role: TensorRole) -> Int {
+        switch role {
+        case .tokenEmbedding, .positionEmbedding: 0
+        case .layer(let l, _): l + 1
+        case .finalNormWeight, .finalNormBias, .outputHead: layerRanges.count + 1
+        }
+    }
+
+    /// The tensors of a block, in layout order.
+    public func entries(inBlock b: Int) -> [LayoutEntry] { entries.filter { block(of: $0.role) == b } }
+
     public subscript(role: TensorRole) -> LayoutEntry {
         guard let i = index[role] else { preconditionFailure("\(role.name) is not in this \(config.family.rawValue) layout") }
         return entries[i]

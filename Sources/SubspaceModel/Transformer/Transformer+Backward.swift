@@ -15,7 +15,7 @@ extension Transformer {
     /// the mean. Data-parallel training passes 1/(valid positions in the global batch).
     public func backward(gradientScale: Float? = nil) {
         guard let a = buffers, lastLoss != nil else { preconditionFailure("backward() needs a forward pass with targets") }
-        if trainsBaseWeights { allocateGradients() }
+        if trainsBaseWeights && residency == nil { allocateGradients() }
         let c = config
         let (B, T, N, C, S, I, V) = (a.B, a.T, a.N, c.hiddenSize, c.qkvWidth, c.intermediateSize, c.vocabularySize)
         let attention = Attention(B: B, T: T, H: c.headCount, G: c.keyValueHeadCount, D: c.headDimension)
@@ -27,6 +27,9 @@ extension Transformer {
 
         profiler?.inBackward = true
         defer { profiler?.inBackward = false }
+        let L = c.layerCount
+        acquire(0, .backward)
+        acquire(L + 1, .backward)
         // Loss → logits → final norm.
         timed(.loss) {
             _ = a.targets.withUnsafeBufferPointer {
@@ -45,8 +48,11 @@ extension Transformer {
             normBackward(dinp: dResidual, dout: dNorm, inp: a.residual[c.layerCount].pointer, mean: a.finalMean.pointer,
                          rstd: a.finalRstd.pointer, weight: .finalNormWeight, bias: .finalNormBias, N: N)
         }
+        release(L + 1, .backward)
 
         for l in stride(from: c.layerCount - 1, through: 0, by: -1) {
+            acquire(l + 1, .backward)
+            defer { release(l + 1, .backward) }
             // MLP: down, activation, gate|up, norm2. dResidual is ∂L/∂(residual after the layer) and
             // becomes ∂L/∂(residual after attention) by accumulation.
             let preWidth = c.gatedMLP ? 2 * I : I
@@ -125,6 +131,7 @@ extension Transformer {
                                    ids: ids.baseAddress!, B: B, T: T, C: C)
             }
         }
+        release(0, .backward)
     }
 
     /// Backward of a fused linear group (q|k|v or gate|up): parts are stacked [out, in] matrices whose

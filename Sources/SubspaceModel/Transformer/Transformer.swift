@@ -20,6 +20,11 @@ public final class Transformer: @unchecked Sendable {
     public var adapters: LoRAAdapters?
     /// Per-op timing, when set.
     public var profiler: Profiler?
+    /// Where blocks' parameters and gradients live while they run (ZeRO); nil: the flat buffers.
+    public var residency: BlockResidency?
+    /// Per block, the base of its parameters and gradients while it is in use (block-local offsets).
+    var parameterBase: [FloatPointer] = []
+    var gradientBase: [FloatPointer?] = []
 
     let rotary: Rotary?
     var buffers: ActivationBuffers?
@@ -60,13 +65,37 @@ public final class Transformer: @unchecked Sendable {
         return Tensor(shape: e.shape, values: Array(UnsafeBufferPointer(start: g.pointer + e.offset, count: e.count)))
     }
 
-    func p(_ role: TensorRole) -> FloatPointer { parameterStorage.pointer + layout.offset(role) }
+    /// A tensor's parameters in the block currently in use.
+    func p(_ role: TensorRole) -> FloatPointer {
+        let b = layout.block(of: role)
+        return parameterBase[b] + (layout.offset(role) - layout.blockRanges[b].lowerBound)
+    }
     func pOpt(_ role: TensorRole) -> FloatPointer? { layout.contains(role) ? p(role) : nil }
     /// The gradient of a tensor, or nil when it is frozen or absent.
     func g(_ role: TensorRole) -> FloatPointer? {
-        guard let grads = gradientStorage, layout.contains(role), !frozen.contains(role) else { return nil }
-        return grads.pointer + layout.offset(role)
+        guard layout.contains(role), !frozen.contains(role) else { return nil }
+        let b = layout.block(of: role)
+        return gradientBase[b].map { $0 + (layout.offset(role) - layout.blockRanges[b].lowerBound) }
     }
+
+    /// Makes block `b` usable for `phase`: with a residency, asks it where the block's parameters (and,
+    /// in backward, gradients) are; otherwise they are slices of the flat buffers.
+    func acquire(_ b: Int, _ phase: BlockPhase) {
+        if parameterBase.count != layout.blockCount {
+            parameterBase = [FloatPointer](repeating: parameterStorage.pointer, count: layout.blockCount)
+            gradientBase = [FloatPointer?](repeating: nil, count: layout.blockCount)
+        }
+        if let residency {
+            parameterBase[b] = residency.parameters(block: b, phase: phase)
+            gradientBase[b] = phase == .backward && trainsBaseWeights ? residency.gradients(block: b) : nil
+        } else {
+            parameterBase[b] = parameterStorage.pointer + layout.blockRanges[b].lowerBound
+            gradientBase[b] = gradientStorage.map { $0.pointer + layout.blockRanges[b].lowerBound }
+        }
+    }
+
+    /// Block `b` is done for `phase` (after backward its gradients are complete).
+    func release(_ b: Int, _ phase: BlockPhase) { residency?.finished(block: b, phase: phase) }
 
     public func zeroGradients() {
         if let g = gradientStorage { g.pointer.update(repeating: 0, count: layout.totalCount) }
@@ -123,6 +152,8 @@ public final class Transformer: @unchecked Sendable {
         let (Hq, Hkv, D) = (c.headCount, c.keyValueHeadCount, c.headDimension)
 
         profiler?.inBackward = false
+        let L = c.layerCount
+        acquire(0, .forward)
         timed(.embedding) {
             a.ids.withUnsafeBufferPointer { ids in
                 Embedding.forward(out: a.residual[0].pointer, ids: ids.baseAddress!, wte: p(.tokenEmbedding),
@@ -131,6 +162,8 @@ public final class Transformer: @unchecked Sendable {
         }
         let attention = Attention(B: B, T: T, H: Hq, G: Hkv, D: D)
         for l in 0..<c.layerCount {
+            acquire(l + 1, .forward)
+            defer { release(l + 1, .forward) }
             let x = a.residual[l].pointer, mid = a.residualMid[l].pointer, next = a.residual[l + 1].pointer
             let pre = a.mlpPre[l].pointer, act = a.mlpAct[l].pointer
             let preWidth = c.gatedMLP ? 2 * I : I
@@ -178,6 +211,7 @@ public final class Transformer: @unchecked Sendable {
             }
             timed(.lora) { adapters?.forward(layer: l, group: .down, out: next, ldOut: C, inp: act, ldIn: I, N: N) }
         }
+        acquire(L + 1, .forward)
         timed(.norm) {
             norm(out: a.finalNorm.pointer, mean: a.finalMean.pointer, rstd: a.finalRstd.pointer,
                  inp: a.residual[c.layerCount].pointer, weight: .finalNormWeight, bias: .finalNormBias, N: N)
@@ -187,6 +221,8 @@ public final class Transformer: @unchecked Sendable {
                            weight: p(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil,
                            N: N, IC: C, OC: c.vocabularySize)
         }
+        release(L + 1, .forward)
+        release(0, .forward)
 
         guard targets != nil else { lastLoss = nil; return nil }
         let valid = a.targets.withUnsafeBufferPointer { CrossEntropy.validCount($0.baseAddress!, N: N) }

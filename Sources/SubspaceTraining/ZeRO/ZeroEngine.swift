@@ -1,0 +1,271 @@
+import Foundation
+import SubspaceCore
+import SubspaceDistributed
+import SubspaceModel
+
+/// Data-parallel optimisation with ZeRO stages 0–3 over a communicator.
+///
+/// - Stage 0: every rank holds parameters, gradients and AdamW moments in full. Gradients are summed
+///   with one all-reduce per block (packed: trainable elements only) and every rank takes the same step.
+/// - Stage 1: moments are sharded: rank r keeps them for its part of each block, updates that part and
+///   all-gathers the updated (trainable) parameters.
+/// - Stage 2: gradients are sharded too: the model writes a block's gradients into a block-sized scratch
+///   buffer, and as soon as the block's backward is done they are reduce-scattered into per-rank shard
+///   accumulators (so no full-size gradient buffer exists).
+/// - Stage 3: parameters are sharded as well: each rank keeps only its part of every block, and a
+///   block is all-gathered into a block-sized buffer just before its forward and again before its
+///   backward.
+///
+/// Frozen tensors are never communicated as gradients, have no moments and are not updated. LoRA
+/// adapters (small) are replicated: their gradients are all-reduced whatever the stage.
+public final class ZeroEngine: BlockResidency {
+    public let stage: Int
+    public let communicator: any Communicator
+    public let model: Transformer
+    public var adam: AdamW
+    public var maxGradientNorm: Float?
+    /// Set by the trainer: only the last micro-batch of a step reduces gradients (stages 0–1).
+    public var isLastMicroBatch = true
+
+    let shards: [BlockShard]
+    var rank: Int { communicator.rank }
+    var size: Int { communicator.size }
+
+    /// Moments per block over the elements this rank updates (packed): all trainable ones at stage 0,
+    /// its own at stages 1–3.
+    var m: [TensorStorage] = [], v: [TensorStorage] = []
+    /// Stages 2–3: this rank's reduced gradients per block (packed own trainable elements).
+    var gradientShards: [TensorStorage] = []
+    /// Stage 3: this rank's parameters per block (its whole owned range, frozen elements included).
+    var ownedParameters: [TensorStorage] = []
+    /// Stages 2–3: block-sized buffers for parameters (stage 3) and gradients, one per kind of block
+    /// (embeddings, layers, tail): at most one layer is materialised at a time.
+    var parameterBuffers: [Int: TensorStorage] = [:], gradientBuffers: [Int: TensorStorage] = [:]
+    var packScratch: TensorStorage, receiveScratch: TensorStorage
+    var adapterM: TensorStorage?, adapterV: TensorStorage?
+
+    public init(model: Transformer, communicator: any Communicator, stage: Int, adam: AdamW, maxGradientNorm: Float?) {
+        precondition((0...3).contains(stage), "ZeRO stage \(stage)")
+        self.model = model
+        self.communicator = communicator
+        self.stage = stage
+        self.adam = adam
+        self.maxGradientNorm = maxGradientNorm
+        let layout = model.layout
+        let trainable: (LayoutEntry) -> Bool = { !model.frozen.contains($0.role) }
+        shards = (0..<layout.blockCount).map {
+            BlockShard(range: layout.blockRanges[$0], entries: layout.entries(inBlock: $0), trainable: trainable, ranks: communicator.size)
+        }
+        let largest = shards.map(\.count).max() ?? 1
+        packScratch = TensorStorage(capacity: largest)
+        receiveScratch = TensorStorage(capacity: largest)
+        let r = communicator.rank
+        for s in shards {
+            let n = stage == 0 ? s.packedCount : s.packedCounts[r]
+            m.append(TensorStorage(capacity: n))
+            v.append(TensorStorage(capacity: n))
+            if stage >= 2 { gradientShards.append(TensorStorage(capacity: s.packedCounts[r])) }
+            if stage == 3 {
+                let own = TensorStorage(capacity: s.owned[r].count)
+                own.pointer.update(from: model.parameterStorage.pointer + s.owned[r].lowerBound, count: s.owned[r].count)
+                ownedParameters.append(own)
+            }
+        }
+        if let adapters = model.adapters {
+            adapterM = TensorStorage(capacity: adapters.totalCount)
+            adapterV = TensorStorage(capacity: adapters.totalCount)
+        }
+        if stage >= 2 {
+            model.residency = self
+            if stage == 3 { model.parameterStorage.discard() }  // the full copy is no longer used
+        }
+    }
+
+    /// Buffer slot for a block: 0 embeddings, 1 any layer, 2 tail.
+    func slot(_ b: Int) -> Int { b == 0 ? 0 : (b == shards.count - 1 ? 2 : 1) }
+
+    // MARK: BlockResidency (stages 2–3)
+
+    public func parameters(block b: Int, phase: BlockPhase) -> UnsafeMutablePointer<Float> {
+        let s = shards[b]
+        guard stage == 3 else { return model.parameterStorage.pointer + s.range.lowerBound }
+        let buffer = parameterBuffers[slot(b)] ?? TensorStorage(capacity: s.count)
+        parameterBuffers[slot(b)] = buffer
+        let own = ownedParameters[b]
+        let input = UnsafeBufferPointer(start: own.pointer, count: s.owned[rank].count)
+        let output = UnsafeMutableBufferPointer(start: buffer.pointer, count: s.count)
+        collective("all-gather parameters of block \(b)") {
+            try communicator.allGather(input, counts: s.owned.map(\.count), output: output)
+        }
+        return buffer.pointer
+    }
+
+    public func gradients(block b: Int) -> UnsafeMutablePointer<Float> {
+        let s = shards[b]
+        let buffer = gradientBuffers[slot(b)] ?? TensorStorage(capacity: s.count)
+        gradientBuffers[slot(b)] = buffer
+        buffer.pointer.update(repeating: 0, count: s.count)
+        return buffer.pointer
+    }
+
+    public func finished(block b: Int, phase: BlockPhase) {
+        guard phase == .backward, stage >= 2 else { return }
+        // The block's gradients are complete: reduce-scatter its trainable elements to their owners.
+        let s = shards[b]
+        guard s.packedCount > 0, let buffer = gradientBuffers[slot(b)] else { return }
+        s.pack(from: buffer.pointer, into: packScratch.pointer)
+        let mine = s.packedCounts[rank]
+        collective("reduce-scatter gradients of block \(b)") {
+            try communicator.reduceScatter(UnsafeBufferPointer(start: packScratch.pointer, count: s.packedCount),
+                                           counts: s.packedCounts,
+                                           output: UnsafeMutableBufferPointer(start: receiveScratch.pointer, count: mine), op: .sum)
+        }
+        BLAS.axpy(count: mine, alpha: 1, x: receiveScratch.pointer, y: gradientShards[b].pointer)
+    }
+
+    // MARK: Steps
+
+    /// Clears gradients before a step's first micro-batch.
+    public func zeroGradients() {
+        model.zeroGradients()
+        for g in gradientShards { g.pointer.update(repeating: 0, count: g.capacity) }
+    }
+
+    /// Sums gradients over ranks (stages 0–1; stages 2–3 did it during backward) and the adapters'.
+    func reduceGradients() {
+        if stage < 2, let grads = model.gradientStorage {
+            for (b, s) in shards.enumerated() where s.packedCount > 0 {
+                let block = grads.pointer + s.range.lowerBound
+                s.pack(from: block, into: packScratch.pointer)
+                let packed = UnsafeMutableBufferPointer(start: packScratch.pointer, count: s.packedCount)
+                collective("all-reduce gradients of block \(b)") { try communicator.allReduce(packed, op: .sum) }
+                s.unpack(packScratch.pointer, into: block)
+            }
+        }
+        if let adapters = model.adapters {
+            let g = UnsafeMutableBufferPointer(start: adapters.gradientStorage.pointer, count: adapters.totalCount)
+            collective("all-reduce adapter gradients") { try communicator.allReduce(g, op: .sum) }
+        }
+    }
+
+    /// The gradients this rank updates, per block, as (global range, pointer to its first gradient, decay).
+    func updateSegments(_ b: Int) -> [(range: Range<Int>, decay: Bool)] {
+        stage == 0 ? shards[b].segments : shards[b].segments(ownedBy: rank)
+    }
+
+    func gradientPointer(_ b: Int, _ global: Int, packedIndex: Int) -> UnsafeMutablePointer<Float> {
+        stage >= 2 ? gradientShards[b].pointer + packedIndex : model.gradientStorage!.pointer + global
+    }
+
+    func parameterPointer(_ b: Int, _ global: Int) -> UnsafeMutablePointer<Float> {
+        stage == 3 ? ownedParameters[b].pointer + (global - shards[b].owned[rank].lowerBound) : model.parameterStorage.pointer + global
+    }
+
+    /// Global ‖g‖ over every trainable element (base and adapters), after reduction.
+    func gradientNorm() -> Double {
+        var local = 0.0
+        for b in shards.indices {
+            var packed = 0
+            for seg in updateSegments(b) {
+                local += GradientClipping.sumOfSquares(gradientPointer(b, seg.range.lowerBound, packedIndex: packed), count: seg.range.count)
+                packed += seg.range.count
+            }
+        }
+        // Stage 0 holds every gradient on every rank; the others hold disjoint parts that add up.
+        if stage > 0 {
+            var total = [local]
+            collective("all-reduce gradient norm") { try communicator.allReduce(&total, op: .sum) }
+            local = total[0]
+        }
+        if let a = model.adapters { local += GradientClipping.sumOfSquares(a.gradientStorage.pointer, count: a.totalCount) }
+        return local.squareRoot()
+    }
+
+    /// After the step's micro-batches: reduce, clip, AdamW, and bring every rank's parameters up to date.
+    /// Returns the gradient norm before clipping.
+    @discardableResult
+    public func step(learningRate: Float) -> Double {
+        reduceGradients()
+        let norm = gradientNorm()
+        let factor = maxGradientNorm.map { GradientClipping.factor(norm: norm, maxNorm: $0) } ?? 1
+        adam.beginStep()
+        for b in shards.indices {
+            var packed = 0
+            for seg in updateSegments(b) {
+                let g = gradientPointer(b, seg.range.lowerBound, packedIndex: packed)
+                if factor < 1 { BLAS.scal(count: seg.range.count, alpha: factor, x: g) }
+                adam.update(params: parameterPointer(b, seg.range.lowerBound), grads: g, m: m[b].pointer + packed,
+                            v: v[b].pointer + packed, count: seg.range.count, learningRate: learningRate, decay: seg.decay)
+                packed += seg.range.count
+            }
+        }
+        if stage == 1 || stage == 2 { gatherUpdatedParameters() }
+        if let a = model.adapters, let am = adapterM, let av = adapterV {
+            if factor < 1 { BLAS.scal(count: a.totalCount, alpha: factor, x: a.gradientStorage.pointer) }
+            for adapter in a.adapters {
+                for (offset, count, trains) in [(adapter.aOffset, adapter.aCount, a.config.trainA), (adapter.bOffset, adapter.bCount, a.config.trainB)] where trains {
+                    adam.update(params: a.storage.pointer + offset, grads: a.gradientStorage.pointer + offset,
+                                m: am.pointer + offset, v: av.pointer + offset, count: count, learningRate: learningRate, decay: true)
+                }
+            }
+        }
+        return norm
+    }
+
+    /// Stages 1–2: every rank updated its part; all-gather the trainable elements of each block.
+    func gatherUpdatedParameters() {
+        for (b, s) in shards.enumerated() where s.packedCount > 0 {
+            let block = model.parameterStorage.pointer + s.range.lowerBound
+            let mine = s.pack(from: block, into: receiveScratch.pointer, window: s.owned[rank])
+            collective("all-gather parameters of block \(b)") {
+                try communicator.allGather(UnsafeBufferPointer(start: receiveScratch.pointer, count: mine), counts: s.packedCounts,
+                                           output: UnsafeMutableBufferPointer(start: packScratch.pointer, count: s.packedCount))
+            }
+            s.unpack(packScratch.pointer, into: block)
+        }
+    }
+
+    /// Runs a collective; a failure here is fatal for the job (another rank may be waiting in it), so
+    /// it is raised as a `TrainingError` the executable turns into an abort.
+    func collective(_ what: String, _ body: () throws -> Void) {
+        do { try body() } catch { fatalCollectiveFailure(what, error) }
+    }
+}
+
+/// The process cannot continue after a failed collective (peers may be blocked in it): print which one
+/// and abort the whole job.
+func fatalCollectiveFailure(_ what: String, _ error: any Error) -> Never {
+    FileHandle.standardError.write(Data("\(what) failed: \(error)\n".utf8))
+    if let environment = MPIEnvironment.current { environment.abort(code: 1) }
+    fatalError("\(what) failed: \(error)")
+}
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case nonFinite(step: Int, what: String)
+    case configuration(String)
+    case checkpoint(String)
+
+    public var description: String {
+        switch self {
+        case .nonFinite(let step, let what): "step \(step): \(what) is not finite; stopping (the last checkpoint is intact)"
+        case .configuration(let m): m
+        case .checkpoint(let m): m
+        }
+    }
+}
+
+extension ZeroEngine {
+    /// The whole parameter buffer on every rank (all-gathered at stage 3). For export and tests.
+    public func fullParameters() throws -> [Float] {
+        if stage < 3 { return Array(UnsafeBufferPointer(start: model.parameterStorage.pointer, count: model.layout.totalCount)) }
+        var out = [Float](repeating: 0, count: model.layout.totalCount)
+        for (b, s) in shards.enumerated() {
+            let own = UnsafeBufferPointer(start: ownedParameters[b].pointer, count: s.owned[rank].count)
+            try out.withUnsafeMutableBufferPointer { all in
+                try communicator.allGather(own, counts: s.owned.map(\.count),
+                                           output: UnsafeMutableBufferPointer(rebasing: all[s.range]))
+            }
+        }
+        return out
+    }
+}
