@@ -6,12 +6,14 @@ import Darwin
 
 /// A read-only memory map of a whole file, unmapped with the last reference. Large checkpoints are
 /// paged in on demand rather than read whole.
-final class MappedFile: @unchecked Sendable {
-    let path: String
-    let bytes: UnsafeRawBufferPointer
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    /// The file's bytes, valid while this object lives.
+    public let bytes: UnsafeRawBufferPointer
+    public var count: Int { bytes.count }
 
     /// Maps `path`; on failure returns the failing call and errno's text.
-    init(path: String) throws {
+    public init(path: String) throws {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {

@@ -81,6 +81,11 @@ public final class LoRAAdapters: @unchecked Sendable {
         }
     }
 
+    /// Makes the dropout masks a pure function of (seed, step), so a resumed run draws the same masks.
+    public func reseedDropout(seed: UInt64, step: Int) {
+        dropoutRNG = RandomStream(seed: seed, stream: 0xD0).split(UInt64(step))
+    }
+
     public func zeroGradients() { gradientStorage.pointer.update(repeating: 0, count: totalCount) }
 
     private func prepare(rows N: Int) {

@@ -2,6 +2,10 @@ import SubspaceModel
 
 /// Everything `subspace train` needs, as the YAML config spells it (snake_case keys in sections).
 /// Defaults here are the documented defaults; `configs/*.yaml` show every key.
+///
+/// `TrainConfig.load(path:overrides:)` reads a file strictly (the keys and their rules are in
+/// `TrainConfig+Schema.swift`, tabled in configs/README.md); `validate(worldSize:)` and `validateFiles()`
+/// add the checks that need the job and the file system; `resolvedYAML()` writes every key back.
 public struct TrainConfig: Sendable, Equatable {
     public struct Run: Sendable, Equatable {
         /// Run folder: metrics.jsonl, checkpoints/, the resolved config, the final model.
@@ -90,7 +94,9 @@ public struct TrainConfig: Sendable, Equatable {
         public enum Resume: Sendable, Equatable { case auto, never, path(String) }
         /// Save every this many steps (0: only at the end and on SIGTERM).
         public var every = 100
+        /// Newest checkpoints kept; older ones are deleted.
         public var keep = 2
+        /// `auto`: the newest checkpoint in run.output, if any; `never`: start afresh; or a checkpoint folder.
         public var resume: Resume = .auto
     }
 

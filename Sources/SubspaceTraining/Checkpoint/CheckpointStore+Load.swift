@@ -1,0 +1,110 @@
+import Foundation
+import SubspaceCore
+import SubspaceModel
+
+extension CheckpointStore {
+    /// What a loaded checkpoint says about where training stands.
+    public struct Restored: Sendable {
+        public let step: Int
+        public let extra: [String: String]
+    }
+
+    /// Loads `checkpoint` (a `step-…` folder) into the engine's model, moments and optimizer step, for
+    /// whatever world size and stage the engine has. Every file is checked against the manifest's size
+    /// and SHA-256 first; a mismatch names the file. Every rank checks the same files, so all agree.
+    public static func load(_ checkpoint: String, into engine: ZeroEngine) throws -> Restored {
+        func fail(_ message: String) -> TrainingError { .checkpoint("\(checkpoint): \(message)") }
+        let manifestPath = (checkpoint as NSString).appendingPathComponent(manifestName)
+        guard let data = FileManager.default.contents(atPath: manifestPath),
+              let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw fail("\(manifestName) is missing or not JSON")
+        }
+        guard manifest["format"] as? String == format else { throw fail("not a \(format) checkpoint") }
+        guard let step = manifest["step"] as? Int, let optimizerStep = manifest["optimizer_step"] as? Int,
+              let tensors = manifest["tensors"] as? [String: Any], let files = manifest["files"] as? [[String: Any]] else {
+            throw fail("\(manifestName) lacks step, optimizer_step, tensors or files")
+        }
+        let model = engine.model
+        for e in model.layout.entries {
+            guard let t = tensors[e.name] as? [String: Any], let shape = t["shape"] as? [Int] else {
+                throw fail("has no tensor '\(e.name)' (was it written for another model?)")
+            }
+            guard shape == e.shape else { throw fail("tensor '\(e.name)' has shape \(shape), the model needs \(e.shape)") }
+        }
+        if tensors.count != model.layout.entries.count { throw fail("holds \(tensors.count) tensors, the model has \(model.layout.entries.count)") }
+
+        // Check every file, then index its pieces.
+        var pieces: [String: [(start: Int, count: Int, file: SafetensorsFile, key: String)]] = [:]
+        for f in files {
+            guard let name = f["name"] as? String, let bytes = f["bytes"] as? Int, let sha = f["sha256"] as? String,
+                  !name.contains("/") else { throw fail("\(manifestName) has a malformed file entry") }
+            let path = (checkpoint as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: path) else { throw TrainingError.checkpoint("\(path): missing") }
+            let mapped = try MappedFile(path: path)
+            guard mapped.count == bytes else {
+                throw TrainingError.checkpoint("\(path): \(mapped.count) bytes, the manifest says \(bytes) (truncated or replaced)")
+            }
+            guard SHA256.hex(mapped.bytes) == sha else {
+                throw TrainingError.checkpoint("\(path): checksum does not match the manifest (corrupted)")
+            }
+            let file = try SafetensorsFile(path: path)
+            for key in file.names {
+                let parts = key.components(separatedBy: "::")
+                guard parts.count == 3, let start = Int(parts[2]) else { throw TrainingError.checkpoint("\(path): unexpected tensor '\(key)'") }
+                let count = try file.info(key).count
+                pieces["\(parts[0])::\(parts[1])", default: []].append((start, count, file, key))
+            }
+        }
+
+        /// Copies elements `wanted` (tensor-local) of kind::tensor into `destination`.
+        func fill(_ kind: String, _ tensor: String, _ wanted: Range<Int>, into destination: UnsafeMutablePointer<Float>) throws {
+            var covered = 0
+            for p in pieces["\(kind)::\(tensor)"] ?? [] {
+                let overlap = (p.start..<(p.start + p.count)).clamped(to: wanted)
+                if overlap.isEmpty { continue }
+                let values = try p.file.tensor(p.key)
+                values.withUnsafeBufferPointer { src in
+                    (destination + (overlap.lowerBound - wanted.lowerBound)).update(from: src.baseAddress! + (overlap.lowerBound - p.start), count: overlap.count)
+                }
+                covered += overlap.count
+            }
+            guard covered == wanted.count else {
+                throw fail("elements \(wanted) of \(kind == "param" ? "tensor" : "the moments of") '\(tensor)' are not all in the checkpoint")
+            }
+        }
+
+        let r = engine.rank
+        for (b, s) in engine.shards.enumerated() {
+            var packed = 0
+            let segments = engine.updateSegments(b)
+            for e in model.layout.entries(inBlock: b) {
+                let needed = engine.stage == 3 ? e.range.clamped(to: s.owned[r]) : e.range
+                if !needed.isEmpty {
+                    try fill("param", e.name, (needed.lowerBound - e.offset)..<(needed.upperBound - e.offset),
+                             into: engine.parameterPointer(b, needed.lowerBound))
+                }
+            }
+            for seg in segments {
+                // An update segment lies inside one tensor.
+                guard let e = model.layout.entries(inBlock: b).first(where: { $0.range.contains(seg.range.lowerBound) }) else { continue }
+                let local = (seg.range.lowerBound - e.offset)..<(seg.range.upperBound - e.offset)
+                guard (tensors[e.name] as? [String: Any])?["trainable"] as? Bool == true else {
+                    throw fail("tensor '\(e.name)' was frozen when this checkpoint was written and has no optimizer state")
+                }
+                try fill("m", e.name, local, into: engine.m[b].pointer + packed)
+                try fill("v", e.name, local, into: engine.v[b].pointer + packed)
+                packed += seg.range.count
+            }
+        }
+        if let a = model.adapters {
+            guard pieces["adapter::all"] != nil else { throw fail("has no LoRA adapter, but this run trains one") }
+            try fill("adapter", "all", 0..<a.totalCount, into: a.storage.pointer)
+            if let am = engine.adapterM, let av = engine.adapterV {
+                try fill("adapter_m", "all", 0..<a.totalCount, into: am.pointer)
+                try fill("adapter_v", "all", 0..<a.totalCount, into: av.pointer)
+            }
+        }
+        engine.adam.restore(step: optimizerStep)
+        return Restored(step: step, extra: manifest["extra"] as? [String: String] ?? [:])
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import Yams
+
+/// One YAML value with its dotted key and origin: reads it as the type a key wants, or throws a
+/// `ConfigError` naming the key, the value and what was expected.
+///
+/// Scalars follow YAML 1.2 where Yams (YAML 1.1) would surprise: `0100` is a hundred, not octal. Quoted
+/// scalars are always text, so `steps: "100"` is a type error.
+struct ConfigValue {
+    let key: String
+    let node: Node
+    let origin: ConfigOrigin
+
+    var isNull: Bool {
+        if case .scalar = node { return node.tagName == .null }
+        return false
+    }
+
+    /// The value as a message shows it: text in quotes, numbers and booleans as written.
+    var shown: String {
+        switch node {
+        case .scalar(let scalar):
+            switch node.tagName {
+            case .null: return "null"
+            case .int, .float, .bool: return scalar.string
+            default: return "\"\(scalar.string)\""
+            }
+        case .sequence: return "a list"
+        case .mapping: return "a mapping"
+        }
+    }
+
+    func typeError(_ expected: String) -> ConfigError {
+        ConfigError(.type, source: origin.source, line: origin.line, key: key, "expected \(expected), got \(shown)")
+    }
+
+    func int(_ rule: IntRule) throws -> Int {
+        guard case .scalar(let scalar) = node, node.tagName == .int, let value = Self.integer(scalar),
+              rule.accepts(value) else { throw typeError(rule.expected) }
+        return value
+    }
+
+    static let seedType = "an integer in 0...\(UInt64.max)"
+
+    func seed() throws -> UInt64 {
+        let expected = Self.seedType
+        guard case .scalar(let scalar) = node, node.tagName == .int else { throw typeError(expected) }
+        let text = scalar.string.replacingOccurrences(of: "_", with: "")
+        guard let value = Self.isDecimal(text) ? UInt64(text) : UInt64.construct(from: scalar) else { throw typeError(expected) }
+        return value
+    }
+
+    /// A finite number within `rule`; integers are numbers too (`alpha: 16`).
+    func number<T: BinaryFloatingPoint & LosslessStringConvertible>(_ rule: NumberRule) throws -> T {
+        guard case .scalar(let scalar) = node else { throw typeError(rule.expected) }
+        let value: T?
+        switch node.tagName {
+        case .int: value = Self.integer(scalar).map { T($0) }
+        // Parsed straight to T so that a Float written by `resolvedYAML` reads back bit for bit.
+        case .float: value = T(scalar.string.replacingOccurrences(of: "_", with: ""))
+        default: value = nil
+        }
+        guard let value, value.isFinite, rule.accepts(value) else { throw typeError(rule.expected) }
+        return value
+    }
+
+    func bool() throws -> Bool {
+        guard case .scalar(let scalar) = node, node.tagName == .bool, let value = Bool.construct(from: scalar) else {
+            throw typeError("true or false")
+        }
+        return value
+    }
+
+    /// Any scalar but null, as written: `output: 2024` is the folder "2024".
+    func text(_ expected: String = "text") throws -> String {
+        guard case .scalar(let scalar) = node, node.tagName != .null else { throw typeError(expected) }
+        return scalar.string
+    }
+
+    /// A list of text; one scalar is a list of one.
+    func texts(_ expected: String) throws -> [String] {
+        switch node {
+        case .scalar: return [try text(expected)]
+        case .sequence(let sequence):
+            return try sequence.map { element in
+                guard case .scalar(let scalar) = element, element.tagName != .null else { throw typeError(expected) }
+                return scalar.string
+            }
+        case .mapping: throw typeError(expected)
+        }
+    }
+
+    static func isDecimal(_ text: String) -> Bool {
+        let digits = text.hasPrefix("-") || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
+        return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    /// Decimal as written (YAML 1.2), else Yams for 0x…, 0o…, 0b….
+    static func integer(_ scalar: Node.Scalar) -> Int? {
+        let text = scalar.string.replacingOccurrences(of: "_", with: "")
+        return isDecimal(text) ? Int(text) : Int.construct(from: scalar)
+    }
+}
+
+extension Node {
+    /// The resolved tag's name (`Tag.name` itself is internal to Yams).
+    var tagName: Tag.Name { Tag.Name(rawValue: tag.description) }
+}
+
+/// The integers a key accepts.
+struct IntRule {
+    var min: Int
+    var max: Int? = nil
+
+    static let positive = IntRule(min: 1)
+    static let nonNegative = IntRule(min: 0)
+
+    func accepts(_ value: Int) -> Bool { value >= min && value <= (max ?? .max) }
+    var expected: String { max.map { "an integer in \(min)...\($0)" } ?? "an integer ≥ \(min)" }
+}
+
+/// The numbers a key accepts.
+enum NumberRule {
+    case positive, nonNegative, unitInterval
+
+    func accepts<T: BinaryFloatingPoint>(_ value: T) -> Bool {
+        switch self {
+        case .positive: value > 0
+        case .nonNegative: value >= 0
+        case .unitInterval: value >= 0 && value < 1
+        }
+    }
+
+    var expected: String {
+        switch self {
+        case .positive: "a number > 0"
+        case .nonNegative: "a number ≥ 0"
+        case .unitInterval: "a number in [0, 1)"
+        }
+    }
+}

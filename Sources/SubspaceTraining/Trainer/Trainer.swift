@@ -1,0 +1,246 @@
+import Foundation
+import Synchronization
+import SubspaceCore
+import SubspaceDistributed
+import SubspaceModel
+
+/// Set by SIGTERM (a cluster's preemption): the run saves a checkpoint at the next step and stops.
+let terminationRequested = Atomic<Bool>(false)
+
+/// A full training run from a `TrainConfig`, data-parallel over a communicator: model set-up (new or HF,
+/// frozen tensors, LoRA), data and the global sample order, ZeRO, resume, the step loop with evaluation
+/// and checkpoints, and the final HF model or PEFT adapter. Every rank runs the same code; only rank 0
+/// writes shared files. Progress is reported through `report` on every rank (the caller shows rank 0's).
+public final class Trainer {
+    public let config: TrainConfig
+    public let communicator: any Communicator
+    public let model: Transformer
+    public let engine: ZeroEngine
+    let runner: StepRunner
+    let data: any TrainingSampleSource
+    let validation: (any TrainingSampleSource)?
+    let sft: SFTDataset?
+    let testExamples: [SFTExample]
+    let tokenizer: any Tokenizer
+    let report: (TrainingEvent) -> Void
+    public let schedule: LearningRateSchedule
+    public var store: CheckpointStore { CheckpointStore(folder: (config.run.output as NSString).appendingPathComponent("checkpoints")) }
+
+    public init(config: TrainConfig, communicator: any Communicator, report: @escaping (TrainingEvent) -> Void = { _ in }) throws {
+        self.config = config
+        self.communicator = communicator
+        self.report = report
+        let c = config
+
+        tokenizer = try Tokenizers.load(c.data.tokenizer)
+        switch c.model.source {
+        case .hf:
+            guard let path = c.model.path else { throw TrainingError.configuration("model.path: required when model.source is hf") }
+            model = try HFCheckpoint.load(folder: path)
+        case .new:
+            let modelConfig = ModelConfig(family: c.model.family, vocabularySize: c.model.vocab, hiddenSize: c.model.width,
+                                          layerCount: c.model.layers, headCount: c.model.heads, keyValueHeadCount: c.model.kvHeads,
+                                          intermediateSize: c.model.intermediate, maxPositions: c.model.context)
+            let problems = modelConfig.problems()
+            guard problems.isEmpty else { throw TrainingError.configuration("model: " + problems.joined(separator: "; ")) }
+            model = Transformer(config: modelConfig)
+            model.initialize(seed: c.run.seed, std: c.model.initStd)
+        }
+        guard tokenizer.vocabularySize <= model.config.vocabularySize else {
+            throw TrainingError.configuration("data.tokenizer: its vocabulary (\(tokenizer.vocabularySize)) does not fit the model's (\(model.config.vocabularySize))")
+        }
+        guard c.data.sequence <= model.config.maxPositions else {
+            throw TrainingError.configuration("data.sequence: \(c.data.sequence) exceeds the model's \(model.config.maxPositions) positions")
+        }
+        model.frozen = try Trainer.frozenTensors(c.training.freeze, layout: model.layout)
+        if let lora = c.lora {
+            let targets: LoRAConfig.Targets = lora.targets.count == 1 && lora.targets[0].hasPrefix("re:")
+                ? .pattern(String(lora.targets[0].dropFirst(3))) : .names(lora.targets)
+            let adapters = try LoRAAdapters(config: LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: targets,
+                                                               dropout: lora.dropout, useRSLoRA: lora.rslora),
+                                            model: model.config, seed: c.run.seed)
+            guard lora.initialisation == .random else {
+                throw TrainingError.configuration("lora.initialisation: '\(lora.initialisation.rawValue)' needs the ΔW analysis, which this build does not have yet")
+            }
+            adapters.training = true
+            model.adapters = adapters
+            model.frozen = Set(model.layout.entries.map(\.role))
+        }
+
+        switch c.data.kind {
+        case .corpus:
+            let shards = try TokenShards(folder: c.data.path)
+            try shards.checkFits(vocabularySize: model.config.vocabularySize)
+            data = CorpusDataset(shards: shards, split: .train, sequence: c.data.sequence)
+            validation = CorpusDataset(shards: shards, split: .validation, sequence: c.data.sequence)
+            sft = nil
+            testExamples = []
+        case .sft:
+            let train = try SFTDataset(file: (c.data.path as NSString).appendingPathComponent("train.jsonl"), tokenizer: tokenizer, sequence: c.data.sequence)
+            let testPath = (c.data.path as NSString).appendingPathComponent("test.jsonl")
+            let test = FileManager.default.fileExists(atPath: testPath)
+                ? try SFTDataset(file: testPath, tokenizer: tokenizer, sequence: c.data.sequence) : nil
+            data = train
+            validation = test
+            sft = train
+            testExamples = test?.examples ?? []
+        }
+        guard data.count >= c.training.globalBatch else {
+            throw TrainingError.configuration("data.path: \(data.count) training sequences of \(c.data.sequence) tokens, fewer than one global batch (\(c.training.globalBatch))")
+        }
+
+        engine = ZeroEngine(model: model, communicator: communicator, stage: c.training.zeroStage,
+                            adam: AdamW(beta1: c.training.beta1, beta2: c.training.beta2, epsilon: c.training.epsilon,
+                                        weightDecay: c.training.weightDecay),
+                            maxGradientNorm: c.training.gradClip)
+        runner = StepRunner(engine: engine)
+        schedule = LearningRateSchedule(peak: c.training.learningRate, warmupSteps: c.training.warmup, totalSteps: c.training.steps,
+                                        minimumRate: c.training.schedule == .cosine ? c.training.minLearningRate : c.training.learningRate)
+    }
+
+    /// Tensors named by `patterns` (exact Subspace names or regular expressions); each must match.
+    static func frozenTensors(_ patterns: [String], layout: ParameterLayout) throws -> Set<TensorRole> {
+        var out: Set<TensorRole> = []
+        for pattern in patterns {
+            let regex = try? NSRegularExpression(pattern: "^(?:\(pattern))$")
+            let matches = layout.entries.filter { e in
+                e.name == pattern || regex?.firstMatch(in: e.name, range: NSRange(e.name.startIndex..., in: e.name)) != nil
+            }
+            guard !matches.isEmpty else {
+                throw TrainingError.configuration("training.freeze: '\(pattern)' matches no tensor (names look like '\(layout.entries[1].name)')")
+            }
+            out.formUnion(matches.map(\.role))
+        }
+        return out
+    }
+
+    /// The checkpoint to resume from, per `checkpoint.resume`.
+    func resumePoint() throws -> String? {
+        switch config.checkpoint.resume {
+        case .never: return nil
+        case .auto: return store.completed().last?.path
+        case .path(let p):
+            guard FileManager.default.fileExists(atPath: p) else { throw TrainingError.checkpoint("checkpoint.resume: \(p) does not exist") }
+            return p
+        }
+    }
+
+    /// The step the run will resume from (0 for a fresh start), without loading anything.
+    public func resumePointStep() throws -> Int {
+        guard let path = try resumePoint() else { return 0 }
+        let data = FileManager.default.contents(atPath: (path as NSString).appendingPathComponent(CheckpointStore.manifestName))
+        return (data.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }?["step"] as? Int) ?? 0
+    }
+
+    /// This rank's micro-batches of global step `step` (0-based).
+    func microBatches(step: Int, sampler: GlobalSampler) throws -> [MicroBatch] {
+        let t = config.training, T = config.data.sequence
+        return try sampler.microBatches(step: step, rank: communicator.rank, worldSize: communicator.size, microBatch: t.microBatch).map { indices in
+            var ids: [Int32] = [], targets: [Int32] = []
+            data.batch(indices, ids: &ids, targets: &targets)
+            return MicroBatch(ids: ids, targets: targets, batch: indices.count, sequence: T)
+        }
+    }
+
+    /// Runs from the start (or the resume point) to `training.steps`. Returns the final step reached.
+    @discardableResult
+    public func run() throws -> Int {
+        let c = config, comm = communicator
+        signal(SIGTERM) { _ in terminationRequested.store(true, ordering: .relaxed) }
+        var start = 0
+        if let checkpoint = try resumePoint() {
+            start = try CheckpointStore.load(checkpoint, into: engine).step
+            report(.info("resumed from \(checkpoint) at step \(start)"))
+        }
+        let sampler = GlobalSampler(count: data.count, globalBatch: c.training.globalBatch, seed: c.run.seed)
+        let report = ParameterReport(model: model)
+        self.report(.info("model: \(model.config.family.rawValue), \(model.config.layerCount) layers, width \(model.config.hiddenSize); " +
+                          "\(report.total) parameters, \(report.trainable) trainable (\(String(format: "%.2f", report.trainablePercent))%)"))
+        self.report(.info("data: \(data.count) training sequences of \(c.data.sequence) tokens; global batch \(c.training.globalBatch) = " +
+                          "\(c.training.microBatch) × \(comm.size) ranks × \(c.training.globalBatch / (c.training.microBatch * comm.size)) accumulation; ZeRO \(c.training.zeroStage)"))
+        let tokensPerStep = Double(c.training.globalBatch * c.data.sequence)
+        var step = start
+        let began = DispatchTime.now().uptimeNanoseconds
+        while step < c.training.steps {
+            var stop = [terminationRequested.load(ordering: .relaxed) ? 1.0 : 0.0]
+            engine.collective("all-reduce stop flag") { try comm.allReduce(&stop, op: .max) }
+            if stop[0] > 0 {
+                try saveCheckpoint(step: step)
+                self.report(.interrupted(step: step))
+                return step
+            }
+            let lr = schedule.rate(atStep: step + 1)
+            let batches = try microBatches(step: step, sampler: sampler)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            model.adapters?.reseedDropout(seed: c.run.seed, step: step)
+            let result = try runner.run(batches, learningRate: lr, step: step + 1)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            step += 1
+            self.report(.step(StepMetrics(step: step, loss: result.loss, lr: Double(lr), gradNorm: result.gradientNorm,
+                                          tokensPerSecond: tokensPerStep / seconds, tokens: result.tokens,
+                                          elapsedSeconds: Double(DispatchTime.now().uptimeNanoseconds - began) * 1e-9)))
+            let shouldEvaluate = step == c.training.steps || (c.evaluation.every > 0 && step % c.evaluation.every == 0)
+            if shouldEvaluate, let metrics = try evaluate(step: step) { self.report(.evaluation(metrics)) }
+            if step == c.training.steps || (c.checkpoint.every > 0 && step % c.checkpoint.every == 0) {
+                try saveCheckpoint(step: step)
+            }
+        }
+        return step
+    }
+
+    func saveCheckpoint(step: Int) throws {
+        try store.save(engine: engine, step: step, keep: config.checkpoint.keep)
+        report(.checkpoint(step: step, path: (store.folder as NSString).appendingPathComponent(CheckpointStore.stepName(step))))
+    }
+
+    /// Validation loss over `evaluation.sequences` held-out sequences split across ranks, and for SFT the
+    /// exact-match accuracy of greedy answers on held-out examples.
+    func evaluate(step: Int) throws -> EvaluationMetrics? {
+        guard let validation, validation.count > 0 else { return nil }
+        let c = config, comm = communicator
+        let total = min(c.evaluation.sequences, validation.count)
+        let mine = Array(stride(from: comm.rank, to: total, by: comm.size))
+        var batches: [MicroBatch] = []
+        for chunk in stride(from: 0, to: mine.count, by: max(1, c.training.microBatch)) {
+            let indices = mine[chunk..<min(chunk + c.training.microBatch, mine.count)]
+            var ids: [Int32] = [], targets: [Int32] = []
+            validation.batch(indices, ids: &ids, targets: &targets)
+            batches.append(MicroBatch(ids: ids, targets: targets, batch: indices.count, sequence: c.data.sequence))
+        }
+        model.adapters?.training = false
+        defer { model.adapters?.training = true }
+        let loss = runner.evaluate(batches)
+        var metrics = EvaluationMetrics(step: step, valLoss: loss, perplexity: exp(loss))
+        if let sft, c.evaluation.exactMatch > 0, !testExamples.isEmpty {
+            let count = min(c.evaluation.exactMatch, testExamples.count)
+            let generator = Generator(model: model)
+            var correct = [0.0]
+            for i in stride(from: comm.rank, to: count, by: comm.size) {
+                let example = testExamples[i]
+                let prompt = tokenizer.encode(example.prompt).map(Int32.init)
+                guard prompt.count < model.config.maxPositions else { continue }
+                let output = generator.generate(prompt: prompt, options: SamplingOptions(maxNewTokens: c.evaluation.maxNewTokens, stopTokens: sft.stopTokens))
+                let answer = output.filter { !sft.stopTokens.contains($0) }.map(Int.init)
+                if (try? tokenizer.decode(answer)) == example.response { correct[0] += 1 }
+            }
+            engine.collective("all-reduce exact match") { try comm.allReduce(&correct, op: .sum) }
+            metrics.exactMatch = correct[0] / Double(count)
+            metrics.exactMatchExamples = count
+        }
+        return metrics
+    }
+
+    /// Writes the trained model: an HF folder (full training) or a PEFT adapter folder (LoRA). Collective
+    /// (stage 3 gathers the parameters); rank 0 writes.
+    public func exportFinal(to folder: String) throws {
+        let parameters = try engine.fullParameters()
+        guard communicator.rank == 0 else { return }
+        if let adapters = model.adapters {
+            try PEFTAdapter.save(adapters, model: model.config, to: folder, baseModel: config.model.path ?? "")
+        } else {
+            let export = Transformer(config: model.config)
+            parameters.withUnsafeBufferPointer { export.parameterStorage.pointer.update(from: $0.baseAddress!, count: $0.count) }
+            try HFCheckpoint.save(export, to: folder)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import SubspaceCore
+import SubspaceDistributed
+import SubspaceTraining
+
+/// `subspace train --config FILE [--set key=value …]`, run under mpirun: data-parallel training with
+/// ZeRO, checkpoints and resume; writes metrics.jsonl, checkpoints/ and final/ into `run.output`.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train (pretrain, full fine-tune or LoRA) from a YAML config; run under mpirun for data parallelism.")
+
+    @Option(help: "YAML config (see configs/README.md).") var config: String
+    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set training.steps=100 (repeatable).")
+    var overrides: [String] = []
+
+    func run() throws {
+        RankedJob.run { job in
+            let config = try TrainConfig.load(path: self.config, overrides: overrides)
+            try config.validate(worldSize: job.world.size)
+            try config.validateFiles()
+            let output = config.run.output
+            if job.isRoot {
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                try config.resolvedYAML().write(toFile: (output as NSString).appendingPathComponent("config.resolved.yaml"),
+                                                atomically: true, encoding: .utf8)
+            }
+            try job.world.barrier()
+            let progress = Progress(job: job, totalSteps: config.training.steps)
+            // A collective stuck past faults.watchdog_seconds is reported with the ranks behind, and the job ends.
+            let world = try WatchedCommunicator(job.world, timeout: config.faults.watchdogSeconds,
+                                                folder: (output as NSString).appendingPathComponent(".watchdog"))
+            let trainer = try Trainer(config: config, communicator: world) { progress.handle($0) }
+            let start = try trainer.resumePointStep()
+            if job.isRoot { progress.metrics = try MetricsLog(folder: output, resumeStep: start) }
+            let reached = try trainer.run()
+            if reached == config.training.steps {
+                let final = (output as NSString).appendingPathComponent("final")
+                try trainer.exportFinal(to: final)
+                job.log("final \(config.lora == nil ? "model" : "adapter"): \(final)")
+            }
+        }
+    }
+}
+
+/// Turns training events into rank 0's progress display and metrics.jsonl.
+final class Progress {
+    let job: RankedJob
+    let totalSteps: Int
+    var metrics: MetricsLog?
+    /// A live, rewritten progress line only on a real terminal: Open MPI gives ranks a pseudo-terminal
+    /// even when mpirun's output goes to a file, so TERM must be set too (CI and batch jobs get plain lines).
+    let interactive = isatty(STDOUT_FILENO) != 0 && (ProcessInfo.processInfo.environment["TERM"].map { !$0.isEmpty && $0 != "dumb" } ?? false)
+    let every: Int
+
+    init(job: RankedJob, totalSteps: Int) {
+        self.job = job
+        self.totalSteps = totalSteps
+        every = max(1, totalSteps / 40)
+    }
+
+    func handle(_ event: TrainingEvent) {
+        guard job.isRoot else { return }
+        switch event {
+        case .info(let line):
+            job.log(line)
+        case .step(let m):
+            metrics?.append(m)
+            let remaining = m.elapsedSeconds / Double(max(m.step, 1)) * Double(totalSteps - m.step)
+            let line = String(format: "step %d/%d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %@",
+                              m.step, totalSteps, m.loss, m.lr, m.gradNorm, m.tokensPerSecond, Self.duration(remaining) as NSString)
+            if interactive {
+                print("\r\(job.prefix) \(line)", terminator: m.step == totalSteps ? "\n" : "")
+                fflush(nil)
+            } else if m.step % every == 0 || m.step == totalSteps || m.step == 1 {
+                job.log(line)
+            }
+        case .evaluation(let e):
+            metrics?.append(e)
+            if interactive { print("\r", terminator: "") }
+            var line = String(format: "eval at step %d: val_loss %.4f  perplexity %.3f", e.step, e.valLoss, e.perplexity)
+            if let em = e.exactMatch { line += String(format: "  exact_match %.3f (%d examples)", em, e.exactMatchExamples ?? 0) }
+            job.log(line)
+        case .checkpoint(let step, let path):
+            if interactive { print("\r", terminator: "") }
+            job.log("checkpoint at step \(step): \(path)")
+        case .interrupted(let step):
+            job.log("stopped by SIGTERM at step \(step) after saving a checkpoint")
+        }
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"
+    }
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Checks for the multi-rank training tests (stdlib only): compare metrics.jsonl loss trajectories and
+safetensors tensors between runs. Each subcommand exits 0 on success and prints why it failed otherwise."""
+import json, struct, sys
+
+
+def losses(run):
+    out = {}
+    with open(f"{run}/metrics.jsonl") as f:
+        for line in f:
+            o = json.loads(line)
+            if "loss" in o:
+                out[o["step"]] = o["loss"]
+    return out
+
+
+def tensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = e["data_offsets"]
+        out[name] = data[8 + n + a:8 + n + b]
+    return out
+
+
+def same_losses(a, b, rtol, first="1", last=None):
+    la, lb = losses(a), losses(b)
+    steps = [s for s in sorted(la) if s >= int(first) and (last is None or s <= int(last))]
+    if not steps:
+        return f"no steps in {a}"
+    for s in steps:
+        if s not in lb:
+            return f"step {s} missing in {b}"
+        x, y = la[s], lb[s]
+        if float(rtol) == 0:
+            if x != y:
+                return f"step {s}: {x!r} != {y!r} (bit-exact expected)"
+        elif abs(x - y) > float(rtol) * abs(y):
+            return f"step {s}: {x} vs {y}, relative difference {abs(x - y) / abs(y):.2e} > {rtol}"
+    return None
+
+
+def decreasing(run):
+    l = losses(run)
+    steps = sorted(l)
+    if l[steps[-1]] >= l[steps[0]]:
+        return f"loss did not decrease: {l[steps[0]]} → {l[steps[-1]]}"
+    return None
+
+
+def same_tensor(file_a, file_b, *names):
+    ta, tb = tensors(file_a), tensors(file_b)
+    for name in names:
+        if ta.get(name) is None or tb.get(name) is None:
+            return f"{name} missing"
+        if ta[name] != tb[name]:
+            return f"{name} differs"
+    return None
+
+
+def different_tensor(file_a, file_b, *names):
+    ta, tb = tensors(file_a), tensors(file_b)
+    for name in names:
+        if ta[name] == tb[name]:
+            return f"{name} did not change"
+    return None
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    error = globals()[command](*args)
+    if error:
+        print(f"check {command}: {error}", file=sys.stderr)
+        sys.exit(1)
