@@ -24,9 +24,17 @@ public final class Trainer {
     let tokenizer: any Tokenizer
     let report: (TrainingEvent) -> Void
     public let schedule: LearningRateSchedule
+    /// PiSSA's initial factors: the base now holds W − scale·B₀·A₀, so the exported adapter carries them
+    /// to express the change against the original base.
+    var pissaStart: [Float]? = nil
     public var store: CheckpointStore { CheckpointStore(folder: (config.run.output as NSString).appendingPathComponent("checkpoints")) }
 
-    public init(config: TrainConfig, communicator: any Communicator, report: @escaping (TrainingEvent) -> Void = { _ in }) throws {
+    /// `prepareModel` runs once the model exists (initialised or loaded, frozen tensors and adapters set)
+    /// and before the optimizer sees it: the place for a study's own initialisation or freezing (e.g.
+    /// orthogonal Q/K), since ZeRO shards whatever the model holds then.
+    public init(config: TrainConfig, communicator: any Communicator,
+                prepareModel: (Transformer) throws -> Void = { _ in },
+                report: @escaping (TrainingEvent) -> Void = { _ in }) throws {
         self.config = config
         self.communicator = communicator
         self.report = report
@@ -59,13 +67,21 @@ public final class Trainer {
             let adapters = try LoRAAdapters(config: LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: targets,
                                                                dropout: lora.dropout, useRSLoRA: lora.rslora),
                                             model: model.config, seed: c.run.seed)
-            guard lora.initialisation == .random else {
-                throw TrainingError.configuration("lora.initialisation: '\(lora.initialisation.rawValue)' needs the ΔW analysis, which this build does not have yet")
+            switch lora.initialisation {
+            case .random: break
+            case .svdDelta:
+                guard let factors = lora.factors else { throw TrainingError.configuration("lora.factors: required for svd-delta") }
+                try LoRAInitialisation.svdDelta(adapters, factors: factors)
+            case .pissa:
+                try LoRAInitialisation.pissa(adapters, model: model)
+                pissaStart = Array(UnsafeBufferPointer(start: adapters.storage.pointer, count: adapters.totalCount))
             }
             adapters.training = true
             model.adapters = adapters
             model.frozen = Set(model.layout.entries.map(\.role))
         }
+
+        try prepareModel(model)
 
         switch c.data.kind {
         case .corpus:
@@ -236,7 +252,8 @@ public final class Trainer {
         let parameters = try engine.fullParameters()
         guard communicator.rank == 0 else { return }
         if let adapters = model.adapters {
-            try PEFTAdapter.save(adapters, model: model.config, to: folder, baseModel: config.model.path ?? "")
+            let export = try pissaStart.map { try LoRAInitialisation.pissaAsLoRA(adapters, initial: $0, model: model.config) } ?? adapters
+            try PEFTAdapter.save(export, model: model.config, to: folder, baseModel: config.model.path ?? "")
         } else {
             let export = Transformer(config: model.config)
             parameters.withUnsafeBufferPointer { export.parameterStorage.pointer.update(from: $0.baseAddress!, count: $0.count) }

@@ -30,7 +30,7 @@ struct Train: ParsableCommand {
             // A collective stuck past faults.watchdog_seconds is reported with the ranks behind, and the job ends.
             let world = try WatchedCommunicator(job.world, timeout: config.faults.watchdogSeconds,
                                                 folder: (output as NSString).appendingPathComponent(".watchdog"))
-            let trainer = try Trainer(config: config, communicator: world) { progress.handle($0) }
+            let trainer = try Trainer(config: config, communicator: world, report: { progress.handle($0) })
             let start = try trainer.resumePointStep()
             if job.isRoot { progress.metrics = try MetricsLog(folder: output, resumeStep: start) }
             let reached = try trainer.run()
