@@ -38,19 +38,27 @@ let package = Package(
         .target(
             name: "SubspaceTraining",
             dependencies: ["SubspaceCore", "SubspaceDistributed", "SubspaceModel", .product(name: "Yams", package: "Yams")]),
+        // ΔW analysis (SVD of fine-tuning updates) and run comparisons; used by the executable and the pipeline.
+        .target(
+            name: "SubspaceAnalysis",
+            dependencies: ["SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining"]),
         // Checks shared by `swift test` (in-process ranks) and the multi-rank tests under mpirun.
         .target(name: "SubspaceTestSupport", dependencies: ["SubspaceDistributed"]),
 
         .executableTarget(
             name: "subspace",
             dependencies: [
-                "SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining", "CBLAS", "CMPI",
+                "SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining", "SubspaceAnalysis", "CBLAS", "CMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]),
 
         .testTarget(name: "SubspaceCoreTests", dependencies: ["SubspaceCore"]),
         .testTarget(name: "SubspaceModelTests", dependencies: ["SubspaceModel"]),
         .testTarget(name: "SubspaceTrainingTests", dependencies: ["SubspaceTraining", "SubspaceModel"]),
+        .testTarget(
+            name: "SubspaceAnalysisTests",
+            dependencies: ["SubspaceAnalysis", "SubspaceCore", "SubspaceDistributed", "SubspaceModel"]),
         .testTarget(
             name: "SubspaceDistributedTests",
             dependencies: ["SubspaceDistributed", "SubspaceTestSupport"]),

@@ -3,8 +3,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-# Debian packages the build and the runs need (Open MPI, OpenBLAS's cblas, LAPACKE).
-PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev)
+# Debian packages the build and the runs need: Open MPI, OpenBLAS (cblas), LAPACKE; Python 3 with pip
+# for launch/fetch-corpus (pip download) and the multi-rank test checks (standard library only).
+PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev python3 python3-pip)
 
 log() { printf '[launch] %s\n' "$*" >&2; }
 

@@ -87,12 +87,24 @@ bad "training.lerning_rate" --set training.lerning_rate=0.1
 bad "data.path" --set data.path=/nonexistent/corpus
 bad "model.heads" --set model.heads=5 --set data.path="$WORK/corpus"
 
+# SIGTERM (a cluster's preemption, sent to the ranks as Slurm does) saves a checkpoint and exits cleanly.
+local_mpirun 2 "$SUBSPACE" train --config "$ROOT/configs/base.yaml" "${COMMON[@]}" --set training.steps=100000 \
+    --set checkpoint.every=0 --set evaluation.every=0 --set run.output="$WORK/preempted" > "$WORK/preempted.log" 2>&1 &
+launcher=$!
+for _ in $(seq 1 120); do grep -q "step 1/" "$WORK/preempted.log" 2>/dev/null && break; sleep 0.5; done
+pkill -TERM -f "^$SUBSPACE train .*run.output=$WORK/preempted"
+timeout 60 tail --pid=$launcher -f /dev/null
+wait $launcher; status=$?
+expect "SIGTERM: clean exit ($status)" test $status -eq 0
+expect "SIGTERM: checkpoint saved" bash -c "ls '$WORK/preempted/checkpoints' | grep -q '^step-'"
+expect "SIGTERM: reported" grep -q "stopped by SIGTERM" "$WORK/preempted.log"
+
 # A killed rank ends the whole job with a non-zero status within 15 s.
 local_mpirun 2 "$SUBSPACE" train --config "$ROOT/configs/base.yaml" "${COMMON[@]}" --set training.steps=100000 \
     --set checkpoint.every=0 --set evaluation.every=0 --set run.output="$WORK/killed" > "$WORK/killed.log" 2>&1 &
 launcher=$!
 for _ in $(seq 1 120); do grep -q "step 1/" "$WORK/killed.log" 2>/dev/null && break; sleep 0.5; done
-victim_pid=$(pgrep -f "subspace train .*run.output=$WORK/killed" | tail -1)
+victim_pid=$(pgrep -f "^$SUBSPACE train .*run.output=$WORK/killed" | tail -1)
 start=$(date +%s.%N)
 kill -9 "$victim_pid" 2>/dev/null
 timeout 30 tail --pid=$launcher -f /dev/null

@@ -56,7 +56,7 @@ public struct CorpusBuilder: Sendable {
     public init(tokenizer: any Tokenizer, specifier: String, tokenizerSHA256: String? = nil,
                 validationFraction: Double = 0.1, threads: Int? = nil) throws {
         guard validationFraction >= 0, validationFraction < 1 else {
-            throw DataError(file: specifier, .mismatch, "validation fraction \(validationFraction) is not in [0, 1)")
+            throw DataError(file: "<corpus builder>", .mismatch, "validation fraction \(validationFraction) is not in [0, 1)")
         }
         self.tokenizer = tokenizer
         self.tokenizerSpecifier = specifier

@@ -7,7 +7,9 @@ import SubspaceModel
 /// `ids[t] = full[t]` for t < min(L, T), then `padding`; `targets[t] = full[t + 1]` where t + 1 ≥ P and
 /// t + 1 < L, else −100. So the first target is the first response id, predicted from the last prompt
 /// position, and the prompt and the padding are masked out. An example with an empty prompt has no
-/// position to predict its first response id from, so that id is not trained.
+/// position to predict its first response id from, so that id is not trained. Prompt and response are
+/// encoded separately, so the boundary between them is exact (no BPE merge spans it) and the prompt ids
+/// are those a generation starts from.
 ///
 /// **End marker.** The byte tokenizer has no special tokens, so a response ends with `"\n"` (id 10),
 /// which the arithmetic responses never contain; a tokenizer with an end-of-text token (`<|endoftext|>`)

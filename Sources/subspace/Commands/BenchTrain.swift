@@ -23,12 +23,15 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps: Int = 10
     @Option(help: "Threads for BLAS and kernels (default: the cores this process may use).") var threads: Int?
     @Flag(help: "Print where the time goes, per kind of op, forward and backward.") var profile = false
+    @Option(name: .customLong("zero-stage"), help: "Under mpirun: data-parallel steps with this ZeRO stage (0-3); --batch is per rank.")
+    var zeroStage: Int = 0
 
     func validate() throws {
         guard ModelFamily(rawValue: family) != nil else { throw ValidationError("--family must be gpt2, llama or qwen2; got '\(family)'") }
         guard layers >= 1, width >= 1, heads >= 1, context >= 1, batch >= 1, vocab >= 2, steps >= 1 else {
             throw ValidationError("--layers, --width, --heads, --context, --batch, --steps must be ≥ 1 and --vocab ≥ 2")
         }
+        guard (0...3).contains(zeroStage) else { throw ValidationError("--zero-stage must be 0, 1, 2 or 3") }
         guard width % heads == 0 else { throw ValidationError("--width (\(width)) must be divisible by --heads (\(heads))") }
         if let kvHeads, kvHeads < 1 || heads % kvHeads != 0 {
             throw ValidationError("--kv-heads must divide --heads (\(heads))")
@@ -43,6 +46,9 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
+        if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil {
+            RankedJob.run { job in try runDistributed(job) }
+        }
         let policy = ThreadPolicy.decide()
         policy.apply()
         Parallel.configure(threads: threads ?? policy.threads)
@@ -133,5 +139,56 @@ struct BenchTrain: ParsableCommand {
             }
         }}}
         return 2 * pow(Double(n), 3) / samples.dropFirst().min()! * 1e-9
+    }
+
+    /// Under mpirun: every rank trains on its own `--batch` sequences per step (weak scaling), with the
+    /// given ZeRO stage; rank 0 prints global tokens/s and each rank's resident memory.
+    func runDistributed(_ job: RankedJob) throws {
+        if let threads { Parallel.configure(threads: threads) }
+        let world = job.world
+        let config = modelConfig
+        let model = Transformer(config: config)
+        model.initialize(seed: 1)
+        let engine = ZeroEngine(model: model, communicator: world, stage: zeroStage,
+                                adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1), maxGradientNorm: 1)
+        let runner = StepRunner(engine: engine)
+        var rng = RandomStream(seed: 7).split(UInt64(world.rank))
+        let tokens = batch * context
+        let ids = (0..<tokens).map { _ in Int32(rng.nextInt(below: vocab)) }
+        let targets = (0..<tokens).map { _ in Int32(rng.nextInt(below: vocab)) }
+        let micro = [MicroBatch(ids: ids, targets: targets, batch: batch, sequence: context)]
+        for s in 0..<2 { _ = try runner.run(micro, learningRate: 1e-4, step: s) }
+        var times: [Double] = []
+        for s in 0..<steps {
+            try world.barrier()
+            times.append(try Stopwatch.time { _ = try runner.run(micro, learningRate: 1e-4, step: s + 2) })
+        }
+        let stepSeconds = Stopwatch.median(times)
+        let memory = ResidentMemory.current()
+        var perRank = [Double(memory.peakMB), Double(memory.currentMB)]
+        let all = try world.allGather(perRank[0])
+        let allNow = try world.allGather(perRank[1])
+        perRank = []
+        let globalTokensPerSecond = Double(tokens * world.size) / stepSeconds
+        job.log("ZeRO-\(zeroStage) on \(world.size) ranks × \(Parallel.workers) workers: peak RSS per rank " +
+                all.map { String(format: "%.0f", $0) }.joined(separator: "/") + " MB, now " +
+                allNow.map { String(format: "%.0f", $0) }.joined(separator: "/") + " MB")
+        if job.isRoot {
+            print(figures(["tokens_per_s": globalTokensPerSecond, "ms_per_step": stepSeconds * 1000, "ranks": world.size,
+                           "zero_stage": zeroStage, "peak_rss_mb_max": all.max() ?? 0, "rss_mb_max": allNow.max() ?? 0,
+                           "threads_per_rank": Parallel.workers]))
+        }
+    }
+}
+
+/// This process's resident memory from /proc/self/status (VmHWM: the peak; VmRSS: now).
+enum ResidentMemory {
+    static func current() -> (peakMB: Double, currentMB: Double) {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
+        func field(_ name: String) -> Double {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
+            return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+        }
+        return (field("VmHWM"), field("VmRSS"))
     }
 }

@@ -48,9 +48,14 @@ final class Progress {
     let job: RankedJob
     let totalSteps: Int
     var metrics: MetricsLog?
-    /// A live, rewritten progress line only on a real terminal: Open MPI gives ranks a pseudo-terminal
-    /// even when mpirun's output goes to a file, so TERM must be set too (CI and batch jobs get plain lines).
-    let interactive = isatty(STDOUT_FILENO) != 0 && (ProcessInfo.processInfo.environment["TERM"].map { !$0.isEmpty && $0 != "dumb" } ?? false)
+    /// A live, rewritten progress line only on a real terminal. Under mpirun every rank's stdout is a
+    /// pseudo-terminal even when mpirun's own output goes to a file, so there it takes
+    /// SUBSPACE_PROGRESS=live to ask for it; otherwise (CI, batch jobs, files) plain lines are printed.
+    let interactive: Bool = {
+        let env = ProcessInfo.processInfo.environment
+        if let mode = env["SUBSPACE_PROGRESS"] { return mode == "live" }
+        return isatty(STDOUT_FILENO) != 0 && env["OMPI_COMM_WORLD_SIZE"] == nil
+    }()
     let every: Int
 
     init(job: RankedJob, totalSteps: Int) {

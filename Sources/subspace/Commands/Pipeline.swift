@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import SubspaceTraining
+
+/// `subspace pipeline --config configs/pipeline.yaml`, under mpirun: corpus → base → teacher → ΔW SVD →
+/// LoRA students → comparison, each stage skipped when its outputs are already there.
+struct Pipeline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the main workflow end to end: base, teacher, ΔW spectrum, LoRA students, comparison report.")
+
+    @Option(help: "Pipeline config (configs/pipeline.yaml).") var config: String = "configs/pipeline.yaml"
+
+    func run() throws {
+        RankedJob.run { job in
+            let p = try PipelineConfig.load(path: config)
+            let stages = PipelineStages(config: p, job: job)
+            let started = Date()
+            try stages.corpus()
+            try stages.sftData()
+            let base = try stages.train("base", p.base, extra: ["data.kind=corpus", "data.path=\(p.corpusShards)"])
+            let baseModel = (base as NSString).appendingPathComponent("final")
+            let sft = ["data.kind=sft", "data.path=\(p.sftPath)", "model.source=hf", "model.path=\(baseModel)"]
+            let teacher = try stages.train("teacher", p.teacher, extra: sft)
+            let analysis = try stages.analysis(base: baseModel, teacher: (teacher as NSString).appendingPathComponent("final"))
+            var students: [(String, String)] = []
+            for initialisation in p.initialisations {
+                let extra = sft + ["lora.initialisation=\(initialisation)"]
+                    + (initialisation == "svd-delta" ? ["lora.factors=\((analysis as NSString).appendingPathComponent("factors.safetensors"))"] : [])
+                if p.learningRates.isEmpty {
+                    students.append((initialisation, try stages.train("student-\(initialisation)", p.students, extra: extra)))
+                } else {
+                    // A sweep: each rate trains; the best final validation loss represents the initialisation.
+                    var best: (String, Double)? = nil
+                    for lr in p.learningRates {
+                        let run = try stages.train("student-\(initialisation)-lr\(lr)", p.students,
+                                                   extra: extra + ["training.learning_rate=\(lr)", "training.min_learning_rate=\(lr / 10)"])
+                        let loss = PipelineStages.finalValidationLoss(run) ?? .infinity
+                        if best == nil || loss < best!.1 { best = (run, loss) }
+                    }
+                    students.append((initialisation, best!.0))
+                }
+            }
+            let report = try stages.compare(base: baseModel, teacher: teacher, students: students, analysis: analysis)
+            job.log(String(format: "pipeline finished in %.0f s on %d ranks", Date().timeIntervalSince(started), job.world.size))
+            job.log("report: \(report)")
+        }
+    }
+}
