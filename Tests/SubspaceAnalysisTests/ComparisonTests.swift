@@ -78,6 +78,7 @@ import SubspaceModel
 
     @Test func figuresAndDistances() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let s = try Self.setup(scratch)
         let options = ComparisonOptions(base: s.folders.base, teacher: s.teacher, students: s.students, analysis: s.analysisFolder)
         let c = try RunComparison.compare(options)
@@ -138,6 +139,7 @@ import SubspaceModel
 
     @Test func givenTargetAndOneRank() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let s = try Self.setup(scratch)
         let students = s.students.filter { $0.name.hasSuffix("r2") }
         let c = try RunComparison.compare(ComparisonOptions(base: s.folders.base, teacher: s.teacher, students: students, targetLoss: 2.25))
@@ -148,7 +150,6 @@ import SubspaceModel
     }
 
     @Test func metricsParsing() throws {
-        let scratch = Scratch()
         let text = """
         {"step":1,"loss":2.5,"lr":0.001}
         {"step":2,"loss":2.25}
@@ -165,7 +166,6 @@ import SubspaceModel
     }
 
     @Test func studentFamilies() {
-        let scratch = Scratch()
         #expect(ComparisonReport.family("svd-r8") == "svd")
         #expect(ComparisonReport.family("random_rank16") == "random")
         #expect(ComparisonReport.family("r8") == "r8")

@@ -42,6 +42,8 @@ struct ExpectedFigures {
 
     @Test(arguments: [Fixture.llama, Fixture.gpt2])
     func figuresOfAKnownSpectrumAreExact(config: ModelConfig) throws {
+        let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let folders = try Fixture.folders(in: scratch, config)
         let R = 2
         let outcome = try Self.analyse(folders, options: DeltaAnalysisOptions(rank: R))
@@ -83,6 +85,7 @@ struct ExpectedFigures {
 
     @Test func distributedRunsMatchOneRank() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         // Different spectra per module so a mix-up between modules would show.
         let folders = try Fixture.folders(in: scratch, Fixture.llama, spectrum: { i in [Float(3 + i), 1.5, 0.5 + Float(i) * 0.1, 0.2] })
         for method in SVDMethod.allCases {
@@ -121,6 +124,7 @@ struct ExpectedFigures {
 
     @Test func factorsReproduceTheTruncation() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let folders = try Fixture.folders(in: scratch, Fixture.gpt2)
         let output = scratch.folder("factors")
         let R = 3
@@ -145,6 +149,7 @@ struct ExpectedFigures {
 
     @Test func factorsAreZeroPaddedPastTheMatrixRank() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         // R larger than min(out, in) of the k/v projections (8): padded, product still exact.
         let folders = try Fixture.folders(in: scratch, Fixture.llama)
         let outcome = try Self.analyse(folders, options: DeltaAnalysisOptions(rank: 12))
@@ -157,6 +162,7 @@ struct ExpectedFigures {
 
     @Test func randomizedAgreesWithFullOnTheLeadingValues() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let config = ModelConfig(family: .llama, vocabularySize: 40, hiddenSize: 64, layerCount: 1, headCount: 4,
                                  intermediateSize: 96, maxPositions: 16)
         let decaying: [Float] = (0..<40).map { Float(pow(0.8, Double($0))) }
@@ -179,6 +185,7 @@ struct ExpectedFigures {
 
     @Test func mismatchedModelsNameTheTensor() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let folders = try Fixture.folders(in: scratch, Fixture.llama)
         var other = Fixture.llama
         other.intermediateSize = 32
@@ -202,6 +209,7 @@ struct ExpectedFigures {
 
     @Test func modelPairSourceMatchesFolders() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let folders = try Fixture.folders(in: scratch, Fixture.gpt2)
         let base = try HFCheckpoint.load(folder: folders.base), tuned = try HFCheckpoint.load(folder: folders.tuned)
         let options = DeltaAnalysisOptions(rank: 2)
@@ -221,6 +229,7 @@ struct ExpectedFigures {
 
     @Test func analysisJSONHasTheSchema() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let folders = try Fixture.folders(in: scratch, Fixture.llama)
         let outcome = try Self.analyse(folders, options: DeltaAnalysisOptions(rank: 2))
         let output = scratch.folder("json")
@@ -256,6 +265,7 @@ struct ExpectedFigures {
 
     @Test func zeroDeltaHasUndefinedFiguresNotNaN() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         let folders = try Fixture.folders(in: scratch, Fixture.llama, spectrum: { _ in [] })
         let outcome = try Self.analyse(folders, options: DeltaAnalysisOptions(rank: 2))
         for l in outcome.analysis.layers {

@@ -7,6 +7,7 @@ import SubspaceDistributed
 @Suite struct PlotTests {
     @Test func analysisPlotsAreWellFormedSVG() throws {
         let scratch = Scratch()
+        defer { withExtendedLifetime(scratch) {} }  // the folders live until the test ends
         for method in SVDMethod.allCases {
             let folders = try Fixture.folders(in: scratch, Fixture.gpt2)
             let outcome = try #require(try LocalCluster.run(size: 2) { comm in
@@ -30,7 +31,6 @@ import SubspaceDistributed
     }
 
     @Test func textIsEscaped() throws {
-        let scratch = Scratch()
         var chart = LineChart(title: "a <b> & \"c\"", xLabel: "x's", yLabel: "y")
         chart.series = [.init(label: "σ < 1 & more", color: Palette.color(0), points: [(1, 1), (2, 0.5)])]
         chart.logY = true
@@ -49,7 +49,6 @@ import SubspaceDistributed
     }
 
     @Test func ticks() {
-        let scratch = Scratch()
         #expect(Ticks.linear(0, 1) == [0, 0.2, 0.4, 0.6000000000000001, 0.8, 1] || Ticks.linear(0, 1).count == 6)
         #expect(Ticks.logarithmic(1e-3, 1) == [1e-3, 1e-2, 1e-1, 1])
         #expect(Ticks.label(1e-4) == "1e-4" && Ticks.label(0.25) == "0.25" && Ticks.label(3) == "3")

@@ -91,6 +91,14 @@ import SubspaceModel
         #expect(sequential.groups.allSatisfy { $0.freeze.passed && $0.memory.count == 2 })
     }
 
+    /// Four ranks, three groups: one rank per group, the fourth sits the wave out.
+    @Test func aSpareRankSitsOut() throws {
+        let folder = try DataTestSupport.temporaryFolder("study4")
+        defer { DataTestSupport.cleanUp(folder) }
+        let results = try Self.run(Self.study(output: folder, steps: 2), ranks: 4)
+        #expect(results.plan.ranksPerGroup == 1 && results.groups.map(\.ranks) == [[0], [1], [2]])
+    }
+
     /// With checkpoint.resume auto a rerun continues each group from its checkpoint; the curves and the
     /// freeze check cover the whole run, and equal a run that was never interrupted.
     @Test func resumedGroupsContinue() throws {

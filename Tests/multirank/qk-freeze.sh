@@ -49,6 +49,14 @@ sys.exit(0 if h.count('<svg') == 3 and '<script' not in h and 'http://' not in h
     expect "ortho-frozen: W_q, W_k (4 tensors, 4096 parameters) frozen and bit-identical after training" \
         json "$R" "[(g['freeze']['frozen_tensors'], g['freeze']['changed'], g['parameters']['frozen']) for g in r['groups'] if g['mode'] == 'ortho-frozen'] == [(4, [], 4096)]"
     expect "every trainable tensor trained in every group" json "$R" "all(g['freeze']['unchanged_trainable'] == [] for g in r['groups'])"
+    # Frozen means no optimizer state either: the checkpoint holds W_q's values but no AdamW moments for it.
+    moments() { python3 -c "
+import glob, json, struct, sys
+f = glob.glob(sys.argv[1] + '/checkpoints/step-*/rank-*.safetensors')[0]
+data = open(f, 'rb').read(); n = struct.unpack('<Q', data[:8])[0]; keys = json.loads(data[8:8 + n])
+sys.exit(0 if ('param::layers.0.attn.q.weight::0' in keys) and (('m::layers.0.attn.q.weight::0' in keys) == (sys.argv[2] == 'yes')) else 1)" "$@"; }
+    expect "ortho-frozen checkpoint: W_q stored, without optimizer state" moments "$WORK/np3/ortho-frozen/seed-1" no
+    expect "ortho checkpoint: W_q stored with optimizer state" moments "$WORK/np3/ortho/seed-1" yes
     expect "peak memory recorded per rank" json "$R" "all(len(g['memory']) == 1 and g['memory'][0]['peak_bytes'] > 0 for g in r['groups'])"
     for mode in "${MODES[@]}"; do
         expect "np=3 $mode equals $mode alone at np=1 (1e-5)" $CHECK same_losses "$WORK/np3/$mode/seed-1" "$WORK/alone-$mode/$mode/seed-1" 1e-5

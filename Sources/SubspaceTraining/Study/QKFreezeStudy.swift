@@ -107,8 +107,8 @@ public final class QKFreezeStudy {
         var trainLoss: [CurvePoint] = []
         var perplexity: [CurvePoint] = []
         var elapsed = 0.0
-        var steadySeconds = 0.0, steadyTokens = 0.0
-        var firstSeconds = 0.0
+        var rates: [Double] = []
+        var firstRate = 0.0
         /// Seconds the run had trained before it was resumed (its clock restarts at the resume).
         var resumedSeconds = 0.0
 
@@ -136,11 +136,7 @@ public final class QKFreezeStudy {
                 m.elapsedSeconds += resumedSeconds
                 trainLoss.append(CurvePoint(step: m.step, value: m.loss, seconds: m.elapsedSeconds))
                 elapsed = m.elapsedSeconds
-                let seconds = m.tokensPerSecond > 0 ? Double(tokensPerStep) / m.tokensPerSecond : 0
-                if m.step == 1 { firstSeconds = seconds } else {
-                    steadySeconds += seconds
-                    steadyTokens += Double(tokensPerStep)
-                }
+                if m.step == 1 { firstRate = m.tokensPerSecond } else { rates.append(m.tokensPerSecond) }
             case .evaluation(let e):
                 metrics?.append(e)
                 perplexity.append(CurvePoint(step: e.step, value: e.perplexity, seconds: elapsed))
@@ -149,8 +145,13 @@ public final class QKFreezeStudy {
             }
         }
 
+        /// The median of steps 2…n's rates: robust to the first step's allocations, to hiccups, and to the
+        /// tail of a concurrent wave where a group that is still running has the machine to itself.
         var tokensPerSecond: Double {
-            steadySeconds > 0 ? steadyTokens / steadySeconds : firstSeconds > 0 ? Double(tokensPerStep) / firstSeconds : 0
+            guard !rates.isEmpty else { return firstRate }
+            let sorted = rates.sorted()
+            let mid = sorted.count / 2
+            return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
         }
     }
 

@@ -103,8 +103,12 @@ extension StudyReport {
         let largest = ticks.map(abs).max() ?? 0
         if largest >= 1e6 && spacing >= 1e5 { return ticks.map { String(format: "%.1fM", $0 / 1e6) } }
         if largest >= 1e4 && spacing >= 1e3 { return ticks.map { String(format: "%.0fk", $0 / 1e3) } }
-        let decimals = max(0, Int(ceil(-log10(spacing) - 1e-9)))
-        return ticks.map { String(format: "%.\(min(decimals, 6))f", $0) }
+        // The fewest decimals that write the spacing exactly (0.25 needs two).
+        let decimals = (0...6).first { d in
+            let scaled = spacing * pow(10, Double(d))
+            return abs(scaled - scaled.rounded()) < 1e-6 * max(1, scaled)
+        } ?? 6
+        return ticks.map { String(format: "%.\(decimals)f", $0) }
     }
 
     static func axes(_ f: Frame, title: String, xLabel: String, yLabel: String, xTicks: [Double]?, yTicks: [Double]) -> String {

@@ -107,7 +107,7 @@ public enum StudyReport {
     }
 
     static let notes = [
-        "Final train loss is the mean over the last tenth of the steps; tokens/s is the steady rate over steps 2…n (step 1 allocates buffers).",
+        "Final train loss is the mean over the last tenth of the steps; tokens/s is the median of the per-step rates of steps 2…n (step 1 allocates buffers; the median also ignores the tail of a wave, where a group still running has the machine to itself).",
         "Peak RSS is VmHWM from /proc/self/status, lowered to the resident size when each run starts; when runs follow one another in a process, memory an earlier run freed but the allocator kept still counts.",
         "Groups that run side by side share the machine equally; tokens/s compares within the same plan only.",
         "The freeze check compares every intended-frozen tensor bit for bit before and after training, and flags any trainable tensor that never moved (the seed's \"frozen\" model was not frozen).",

@@ -48,7 +48,7 @@ public struct GroupRun: Sendable, Codable, Equatable {
     public var tokensPerStep: Int
     /// Seconds from the first step to the end of the last (evaluations and checkpoints included).
     public var wallSeconds: Double
-    /// Steady training throughput: tokens over the step times of steps 2…n (step 1 allocates).
+    /// Training throughput: the median over steps 2…n of each step's tokens/s (step 1 allocates).
     public var tokensPerSecond: Double
     public var trainLoss: [CurvePoint]
     public var validationPerplexity: [CurvePoint]

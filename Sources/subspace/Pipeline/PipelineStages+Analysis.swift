@@ -1,13 +1,41 @@
 import Foundation
+import SubspaceAnalysis
+import SubspaceCore
+import SubspaceModel
 
 extension PipelineStages {
-    /// ΔW = teacher − base per linear module, its spectrum and rank-R factors (→ `output/analysis`).
+    /// ΔW = teacher − base per linear module: spectra, figures and rank-R factors (→ `output/analysis`),
+    /// spread over the ranks. Skipped when a complete analysis at this rank is already there.
     func analysis(base: String, teacher: String) throws -> String {
-        throw PipelineConfig.Problem(description: "analysis stage: not wired yet")
+        let folder = path("analysis")
+        if DeltaAnalysisWriter.isComplete(folder: folder, rank: config.analysisRank) {
+            job.log("analysis: done earlier (\(folder)), skipped")
+            return folder
+        }
+        job.log("analysis: ΔW spectrum at rank \(config.analysisRank) (\(config.analysisMethod)) → \(folder)")
+        let options = DeltaAnalysisOptions(rank: config.analysisRank, method: config.analysisMethod == "randomized" ? .randomized : .full)
+        // The SVDs are whole-matrix LAPACK calls: give them the rank's threads, then restore the model's setting.
+        let saved = BLAS.threadCount
+        BLAS.threadCount = Parallel.workers
+        defer { BLAS.threadCount = saved }
+        let result = try DeltaAnalyzer.analyzeFolders(base: base, tuned: teacher, output: folder, options: options, communicator: world)
+        if let (outcome, _) = result {
+            job.log("analysis: \(outcome.analysis.layers.count) modules\n" + DeltaAnalysisWriter.kindTable(outcome.analysis).markdown)
+        }
+        try world.barrier()
+        return folder
     }
 
     /// The comparison report of teacher and students (→ `output/report`); returns report.html's path.
     func compare(base: String, teacher: String, students: [(String, String)], analysis: String) throws -> String {
-        throw PipelineConfig.Problem(description: "compare stage: not wired yet")
+        let folder = path("report")
+        let options = ComparisonOptions(base: base, teacher: teacher, students: students.map { StudentRun(name: $0.0, folder: $0.1) },
+                                        targetLoss: config.targetLoss, analysis: analysis)
+        let (_, files) = try RunComparison.run(options, output: folder, communicator: world)
+        if let files, let table = try? String(contentsOfFile: files.markdown, encoding: .utf8) {
+            job.log("comparison:\n" + table.split(separator: "\n").prefix(24).joined(separator: "\n"))
+        }
+        try world.barrier()
+        return (folder as NSString).appendingPathComponent("report.html")
     }
 }
