@@ -118,4 +118,36 @@ import SubspaceCore
         let picked = try? LoRAAdapters(config: LoRAConfig(rank: 2, alpha: 2, targets: .pattern(#".*\.1\.self_attn\.(q|v)_proj"#)), model: config)
         #expect(picked?.adapters.map(\.module.path) == ["model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"])
     }
+
+    /// With dropout on (fixed masks: the stream is reseeded before every pass) the gradient is still exact,
+    /// and off (not training) the function is the plain one.
+    @Test(arguments: [ModelFamily.gpt2, .llama])
+    func dropout(family: ModelFamily) {
+        let model = Transformer(config: Self.tiny(family))
+        model.initialize(seed: 12, std: 0.3)
+        let b = batch(model.config)
+        let plain = loss(model, Array(UnsafeBufferPointer(start: model.parameterStorage.pointer, count: model.layout.totalCount)), b)
+        model.dropout = 0.3
+        #expect(loss(model, Array(UnsafeBufferPointer(start: model.parameterStorage.pointer, count: model.layout.totalCount)), b) == plain,
+                "not training: no dropout")
+        model.training = true
+        let params = Array(UnsafeBufferPointer(start: model.parameterStorage.pointer, count: model.layout.totalCount))
+        func lossWithMasks(_ p: [Float]) -> Double {
+            model.reseedDropout(seed: 5, step: 2)
+            return loss(model, p, b)
+        }
+        let dropped = lossWithMasks(params)
+        #expect(dropped != plain, "training: dropout changes the loss")
+        model.zeroGradients()
+        model.backward()
+        let grads = Array(UnsafeBufferPointer(start: model.gradientStorage!.pointer, count: model.layout.totalCount))
+        for role in [TensorRole.tokenEmbedding, .layer(0, .o), .layer(1, .down), .layer(0, .q), .layer(1, .norm2Weight)] {
+            let e = model.layout[role]
+            checkGradient("\(family) dropout \(e.name)", at: Array(params[e.range]), analytic: Array(grads[e.range]), samples: 12, tolerance: 5e-3) { s in
+                var p = params
+                p.replaceSubrange(e.range, with: s)
+                return lossWithMasks(p)
+            }
+        }
+    }
 }

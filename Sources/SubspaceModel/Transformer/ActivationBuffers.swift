@@ -24,6 +24,20 @@ final class ActivationBuffers {
     var finalNorm: Buffer, finalMean: Buffer, finalRstd: Buffer
     var logits: Buffer
 
+    /// Dropout masks (0 or 1/keep) when dropout is on: per layer the attention and MLP branches, and the
+    /// embedding output; plus a branch buffer for the forward and one for the backward.
+    var attentionMask: [Buffer] = [], mlpMask: [Buffer] = []
+    var embeddingMask: Buffer?, branch: Buffer?, dBranch: Buffer?
+
+    func allocateDropout(layers L: Int, width C: Int) {
+        guard embeddingMask == nil else { return }
+        attentionMask = (0..<L).map { _ in Buffer(capacity: N * C) }
+        mlpMask = (0..<L).map { _ in Buffer(capacity: N * C) }
+        embeddingMask = Buffer(capacity: N * C)
+        branch = Buffer(capacity: N * C)
+        dBranch = Buffer(capacity: N * C)
+    }
+
     // Gradient scratch (allocated on first backward).
     var dResidual: Buffer?, dNorm: Buffer?, dQKV: Buffer?, dAttnOut: Buffer?, dMLPPre: Buffer?, dMLPAct: Buffer?
     var dLogits: Buffer?, attentionScratch: Buffer?

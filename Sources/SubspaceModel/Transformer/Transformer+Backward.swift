@@ -24,6 +24,13 @@ extension Transformer {
         let dAttnOut = a.dAttnOut!.pointer, dPre = a.dMLPPre!.pointer, dAct = a.dMLPAct!.pointer
         let dLogits = a.dLogits!.pointer
         let scale = gradientScale ?? (lastValidCount > 0 ? 1 / Float(lastValidCount) : 0)
+        let dropped = lastForwardDropped
+        /// ∂L/∂(branch before dropout) = ∂L/∂residual ⊙ mask, in the backward branch buffer.
+        func throughMask(_ mask: Buffer?) -> FloatPointer {
+            guard dropped, let mask, let out = a.dBranch?.pointer else { return dResidual }
+            for i in 0..<(N * C) { out[i] = dResidual[i] * mask.pointer[i] }
+            return out
+        }
 
         profiler?.inBackward = true
         defer { profiler?.inBackward = false }
@@ -56,14 +63,15 @@ extension Transformer {
             // MLP: down, activation, gate|up, norm2. dResidual is ∂L/∂(residual after the layer) and
             // becomes ∂L/∂(residual after attention) by accumulation.
             let preWidth = c.gatedMLP ? 2 * I : I
+            let dDown = throughMask(dropped ? a.mlpMask[l] : nil)
             timed(.matmul) {
                 dAct.update(repeating: 0, count: N * I)
                 Linear.backward(dinp: dAct, ldDinp: I, dweight: g(.layer(l, .down)), dbias: g(.layer(l, .downBias)),
-                                dout: dResidual, ldDout: C, inp: a.mlpAct[l].pointer, ldIn: I, weight: p(.layer(l, .down)),
+                                dout: dDown, ldDout: C, inp: a.mlpAct[l].pointer, ldIn: I, weight: p(.layer(l, .down)),
                                 N: N, IC: I, OC: C)
             }
             timed(.lora) {
-                adapters?.backward(layer: l, group: .down, dout: dResidual, ldDout: C, inp: a.mlpAct[l].pointer, ldIn: I,
+                adapters?.backward(layer: l, group: .down, dout: dDown, ldDout: C, inp: a.mlpAct[l].pointer, ldIn: I,
                                    dinp: dAct, ldDinp: I, N: N)
             }
             timed(.activation) {
@@ -90,14 +98,15 @@ extension Transformer {
             }
 
             // Attention: o, attention, rotary, q|k|v, norm1.
+            let dO = throughMask(dropped ? a.attentionMask[l] : nil)
             timed(.matmul) {
                 dAttnOut.update(repeating: 0, count: N * c.queryWidth)
                 Linear.backward(dinp: dAttnOut, ldDinp: c.queryWidth, dweight: g(.layer(l, .o)), dbias: g(.layer(l, .oBias)),
-                                dout: dResidual, ldDout: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth,
+                                dout: dO, ldDout: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth,
                                 weight: p(.layer(l, .o)), N: N, IC: c.queryWidth, OC: C)
             }
             timed(.lora) {
-                adapters?.backward(layer: l, group: .o, dout: dResidual, ldDout: C, inp: a.attnOut[l].pointer,
+                adapters?.backward(layer: l, group: .o, dout: dO, ldDout: C, inp: a.attnOut[l].pointer,
                                    ldIn: c.queryWidth, dinp: dAttnOut, ldDinp: c.queryWidth, N: N)
             }
             timed(.attention) {
@@ -125,9 +134,10 @@ extension Transformer {
                              rstd: a.norm1Rstd[l].pointer, weight: .layer(l, .norm1Weight), bias: .layer(l, .norm1Bias), N: N)
             }
         }
+        let dEmbedding = throughMask(dropped ? a.embeddingMask : nil)
         timed(.embedding) {
             a.ids.withUnsafeBufferPointer { ids in
-                Embedding.backward(dwte: g(.tokenEmbedding), dwpe: g(.positionEmbedding), dout: dResidual,
+                Embedding.backward(dwte: g(.tokenEmbedding), dwpe: g(.positionEmbedding), dout: dEmbedding,
                                    ids: ids.baseAddress!, B: B, T: T, C: C)
             }
         }

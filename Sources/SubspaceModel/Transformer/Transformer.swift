@@ -20,6 +20,26 @@ public final class Transformer: @unchecked Sendable {
     public var adapters: LoRAAdapters?
     /// Per-op timing, when set.
     public var profiler: Profiler?
+    /// Dropout probability on the embedding output and on each attention and MLP branch before it joins
+    /// the residual stream (GPT-2's embd_pdrop and resid_pdrop); applied only while `training`.
+    public var dropout: Float = 0
+    public var training = false
+    /// Where dropout masks come from; reseed per step (`reseedDropout`) so a resumed run draws the same.
+    public var dropoutRNG = RandomStream(seed: 0, stream: 0xD1)
+    var dropping: Bool { training && dropout > 0 }
+
+    public func reseedDropout(seed: UInt64, step: Int) {
+        dropoutRNG = RandomStream(seed: seed, stream: 0xD1).split(UInt64(step))
+    }
+
+    /// Fills `mask` with 0 (probability `dropout`) or 1/(1 − dropout) and multiplies `x` by it.
+    func drop(_ x: FloatPointer, mask: FloatPointer, count: Int) {
+        let keep = 1 - dropout, scale = 1 / keep
+        for i in 0..<count {
+            mask[i] = dropoutRNG.nextUniform() < keep ? scale : 0
+            x[i] *= mask[i]
+        }
+    }
     /// Where blocks' parameters and gradients live while they run (ZeRO); nil: the flat buffers.
     public var residency: BlockResidency?
     /// Per block, the base of its parameters and gradients while it is in use (block-local offsets).
@@ -28,6 +48,8 @@ public final class Transformer: @unchecked Sendable {
 
     let rotary: Rotary?
     var buffers: ActivationBuffers?
+    /// Whether the last forward pass applied dropout (backward must then use its masks).
+    var lastForwardDropped = false
     /// Mean loss of the last forward pass with targets, and how many positions it averaged.
     public private(set) var lastLoss: Float?
     public private(set) var lastValidCount = 0
@@ -152,6 +174,7 @@ public final class Transformer: @unchecked Sendable {
         let (Hq, Hkv, D) = (c.headCount, c.keyValueHeadCount, c.headDimension)
 
         profiler?.inBackward = false
+        lastForwardDropped = dropping
         let L = c.layerCount
         acquire(0, .forward)
         timed(.embedding) {
@@ -159,6 +182,10 @@ public final class Transformer: @unchecked Sendable {
                 Embedding.forward(out: a.residual[0].pointer, ids: ids.baseAddress!, wte: p(.tokenEmbedding),
                                   wpe: pOpt(.positionEmbedding), B: B, T: T, C: C)
             }
+        }
+        if dropping {
+            a.allocateDropout(layers: c.layerCount, width: C)
+            drop(a.residual[0].pointer, mask: a.embeddingMask!.pointer, count: N * C)
         }
         let attention = Attention(B: B, T: T, H: Hq, G: Hkv, D: D)
         for l in 0..<c.layerCount {
@@ -181,12 +208,18 @@ public final class Transformer: @unchecked Sendable {
                 rotary?.apply(qkv: a.qkv[l].pointer, rowStride: S, queryHeads: Hq, kvHeads: Hkv, kOffset: c.queryWidth, B: B, T: T)
             }
             timed(.attention) { attention.forward(out: a.attnOut[l].pointer, att: a.att[l].pointer, qkv: a.qkv[l].pointer) }
+            // With dropout the branch is computed apart, masked, then added; without, it accumulates in place.
+            let attnTarget = dropping ? a.branch!.pointer : mid
             timed(.residual) { mid.update(from: x, count: N * C) }
             timed(.matmul) {
-                Linear.forward(out: mid, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, weight: p(.layer(l, .o)),
-                               bias: pOpt(.layer(l, .oBias)), N: N, IC: c.queryWidth, OC: C, accumulate: true)
+                Linear.forward(out: attnTarget, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, weight: p(.layer(l, .o)),
+                               bias: pOpt(.layer(l, .oBias)), N: N, IC: c.queryWidth, OC: C, accumulate: !dropping)
             }
-            timed(.lora) { adapters?.forward(layer: l, group: .o, out: mid, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, N: N) }
+            timed(.lora) { adapters?.forward(layer: l, group: .o, out: attnTarget, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, N: N) }
+            if dropping {
+                drop(attnTarget, mask: a.attentionMask[l].pointer, count: N * C)
+                BLAS.axpy(count: N * C, alpha: 1, x: attnTarget, y: mid)
+            }
             timed(.norm) {
                 norm(out: a.norm2[l].pointer, mean: a.norm2Mean[l].pointer, rstd: a.norm2Rstd[l].pointer, inp: mid,
                      weight: .layer(l, .norm2Weight), bias: .layer(l, .norm2Bias), N: N)
@@ -204,12 +237,17 @@ public final class Transformer: @unchecked Sendable {
                     GELU.forward(out: act, inp: pre, count: N * I)
                 }
             }
+            let mlpTarget = dropping ? a.branch!.pointer : next
             timed(.residual) { next.update(from: mid, count: N * C) }
             timed(.matmul) {
-                Linear.forward(out: next, ldOut: C, inp: act, ldIn: I, weight: p(.layer(l, .down)),
-                               bias: pOpt(.layer(l, .downBias)), N: N, IC: I, OC: C, accumulate: true)
+                Linear.forward(out: mlpTarget, ldOut: C, inp: act, ldIn: I, weight: p(.layer(l, .down)),
+                               bias: pOpt(.layer(l, .downBias)), N: N, IC: I, OC: C, accumulate: !dropping)
             }
-            timed(.lora) { adapters?.forward(layer: l, group: .down, out: next, ldOut: C, inp: act, ldIn: I, N: N) }
+            timed(.lora) { adapters?.forward(layer: l, group: .down, out: mlpTarget, ldOut: C, inp: act, ldIn: I, N: N) }
+            if dropping {
+                drop(mlpTarget, mask: a.mlpMask[l].pointer, count: N * C)
+                BLAS.axpy(count: N * C, alpha: 1, x: mlpTarget, y: next)
+            }
         }
         acquire(L + 1, .forward)
         timed(.norm) {

@@ -28,6 +28,9 @@ extension TrainConfig {
                 .int("context", \.context, .positive, "Positions: the longest sequence the model can take."),
                 .int("vocab", \.vocab, .positive, "Vocabulary size (at least 256 with the bytes tokenizer)."),
                 .number("init_std", \.initStd, .positive, "Standard deviation of the normal initialisation of a new model."),
+                .number("dropout", \.dropout, .unitInterval,
+                        "Dropout on the embedding output and on each attention and MLP branch before the residual add "
+                        + "(GPT-2's embd_pdrop and resid_pdrop), only while training."),
             ]),
             .required("data", \TrainConfig.data, "What the model is trained on.", [
                 .choice("kind", \.kind, [.corpus, .sft],

@@ -28,6 +28,7 @@ public struct TrainConfig: Sendable, Equatable {
         public var context = 64
         public var vocab = 256
         public var initStd: Float = 0.02
+        public var dropout: Float = 0
     }
 
     public struct Data: Sendable, Equatable {

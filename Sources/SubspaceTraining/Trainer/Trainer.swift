@@ -61,6 +61,7 @@ public final class Trainer {
             throw TrainingError.configuration("data.sequence: \(c.data.sequence) exceeds the model's \(model.config.maxPositions) positions")
         }
         model.frozen = try Trainer.frozenTensors(c.training.freeze, layout: model.layout)
+        model.dropout = c.model.dropout
         if let lora = c.lora {
             let targets: LoRAConfig.Targets = lora.targets.count == 1 && lora.targets[0].hasPrefix("re:")
                 ? .pattern(String(lora.targets[0].dropFirst(3))) : .names(lora.targets)
@@ -189,7 +190,10 @@ public final class Trainer {
             let batches = try microBatches(step: step, sampler: sampler)
             let t0 = DispatchTime.now().uptimeNanoseconds
             model.adapters?.reseedDropout(seed: c.run.seed, step: step)
+            model.reseedDropout(seed: c.run.seed, step: step)
+            model.training = true
             let result = try runner.run(batches, learningRate: lr, step: step + 1)
+            model.training = false
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             step += 1
             self.report(.step(StepMetrics(step: step, loss: result.loss, lr: Double(lr), gradNorm: result.gradientNorm,

@@ -23,21 +23,28 @@ struct Pipeline: ParsableCommand {
             let teacher = try stages.train("teacher", p.teacher, extra: sft)
             let analysis = try stages.analysis(base: baseModel, teacher: (teacher as NSString).appendingPathComponent("final"))
             var students: [(String, String)] = []
-            for initialisation in p.initialisations {
-                let extra = sft + ["lora.initialisation=\(initialisation)"]
-                    + (initialisation == "svd-delta" ? ["lora.factors=\((analysis as NSString).appendingPathComponent("factors.safetensors"))"] : [])
-                if p.learningRates.isEmpty {
-                    students.append((initialisation, try stages.train("student-\(initialisation)", p.students, extra: extra)))
-                } else {
-                    // A sweep: each rate trains; the best final validation loss represents the initialisation.
-                    var best: (String, Double)? = nil
-                    for lr in p.learningRates {
-                        let run = try stages.train("student-\(initialisation)-lr\(lr)", p.students,
-                                                   extra: extra + ["training.learning_rate=\(lr)", "training.min_learning_rate=\(lr / 10)"])
-                        let loss = PipelineStages.finalValidationLoss(run) ?? .infinity
-                        if best == nil || loss < best!.1 { best = (run, loss) }
+            // A rank study trains every initialisation at every rank; names carry the rank then.
+            let ranks: [Int?] = p.ranks.isEmpty ? [nil] : p.ranks.map { $0 }
+            for rank in ranks {
+                for initialisation in p.initialisations {
+                    let name = "student-\(initialisation)" + (rank.map { "-r\($0)" } ?? "")
+                    let extra = sft + ["lora.initialisation=\(initialisation)"] + (rank.map { ["lora.rank=\($0)", "lora.alpha=\(2 * $0)"] } ?? [])
+                        + (initialisation == "svd-delta" ? ["lora.factors=\((analysis as NSString).appendingPathComponent("factors.safetensors"))"] : [])
+                    let label = initialisation + (rank.map { " r\($0)" } ?? "")
+                    if p.learningRates.isEmpty {
+                        students.append((label, try stages.train(name, p.students, extra: extra)))
+                    } else {
+                        // A sweep: each rate trains; the best final validation loss represents the initialisation.
+                        var best: (String, Double)? = nil
+                        for lr in p.learningRates {
+                            let run = try stages.train("\(name)-lr\(lr)", p.students,
+                                                       extra: extra + ["training.learning_rate=\(lr)", "training.min_learning_rate=\(lr / 10)"])
+                            let loss = PipelineStages.finalValidationLoss(run) ?? .infinity
+                            if best == nil || loss < best!.1 { best = (run, loss) }
+                        }
+                        job.log("\(label): best learning rate by final validation loss: \(best!.0)")
+                        students.append((label, best!.0))
                     }
-                    students.append((initialisation, best!.0))
                 }
             }
             let report = try stages.compare(base: baseModel, teacher: teacher, students: students, analysis: analysis)

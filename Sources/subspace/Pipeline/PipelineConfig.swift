@@ -14,6 +14,8 @@ struct PipelineConfig {
     var students = Stage(config: "configs/student-lora.yaml", overrides: [])
     var initialisations = ["random", "svd-delta"]
     var learningRates: [Double] = []
+    /// LoRA ranks for a rank study ([]: the students config's rank only).
+    var ranks: [Int] = []
     var analysisRank = 8, analysisMethod = "full"
     var targetLoss: Double? = nil
 
@@ -71,8 +73,12 @@ struct PipelineConfig {
         c.sftTest = try int(sft, "sft", "test") ?? c.sftTest
         c.base = try stage("base") ?? c.base
         c.teacher = try stage("teacher") ?? c.teacher
-        let studentSection = try section("students", ["config", "set", "initialisations", "learning_rates"])
-        c.students = try stage("students", extra: ["initialisations", "learning_rates"]) ?? c.students
+        let studentSection = try section("students", ["config", "set", "initialisations", "learning_rates", "ranks"])
+        c.students = try stage("students", extra: ["initialisations", "learning_rates", "ranks"]) ?? c.students
+        if let ranks = studentSection["ranks"] {
+            guard let list = ranks as? [Int], list.allSatisfy({ $0 >= 1 }) else { throw fail("students.ranks", "must be a list of positive integers") }
+            c.ranks = list
+        }
         if let inits = studentSection["initialisations"] {
             guard let list = inits as? [String], !list.isEmpty,
                   list.allSatisfy({ ["random", "svd-delta", "pissa"].contains($0) }) else {
@@ -90,6 +96,9 @@ struct PipelineConfig {
         let analysis = try section("analysis", ["rank", "method"])
         c.analysisRank = try int(analysis, "analysis", "rank") ?? c.analysisRank
         guard c.analysisRank >= 1 else { throw fail("analysis.rank", "must be ≥ 1") }
+        if let r = c.ranks.max(), r > c.analysisRank, c.initialisations.contains("svd-delta") {
+            throw fail("students.ranks", "\(r) exceeds analysis.rank (\(c.analysisRank)): svd-delta students take the leading r of the R factors")
+        }
         c.analysisMethod = try string(analysis, "analysis", "method") ?? c.analysisMethod
         guard ["full", "randomized"].contains(c.analysisMethod) else { throw fail("analysis.method", "must be full or randomized") }
         let compare = try section("compare", ["target_loss"])
