@@ -51,12 +51,24 @@ import SubspaceModel
 
     @Test(arguments: [0, 1, 2, 3], [1, 2, 4])
     func matchesSingleProcess(stage: Int, ranks: Int) throws {
+        try check(stage: stage, ranks: ranks, bucketBytes: 16 << 20, overlap: false)
+    }
+
+    /// Small buckets (one block each) reduced on the communication thread during backward.
+    @Test(arguments: [0, 1], [2, 4])
+    func bucketsOverlappedWithBackward(stage: Int, ranks: Int) throws {
+        try check(stage: stage, ranks: ranks, bucketBytes: 1024, overlap: true)
+    }
+
+    func check(stage: Int, ranks: Int, bucketBytes: Int, overlap: Bool) throws {
         let frozen: Set<TensorRole> = [.layer(0, .q), .layer(1, .k)]
         let (expectedLosses, _) = Self.reference(frozen: frozen)
         let results = try LocalCluster.run(size: ranks) { comm -> ([Double], [Float], [Float]) in
             let m = Self.model(frozen: frozen)
             let frozenBefore = m.tensor(.layer(0, .q)).scalars + m.tensor(.layer(1, .k)).scalars
-            let engine = ZeroEngine(model: m, communicator: comm, stage: stage, adam: Self.adam, maxGradientNorm: 0.5)
+            let engine = ZeroEngine(model: m, communicator: comm, stage: stage, adam: Self.adam, maxGradientNorm: 0.5,
+                                    bucketBytes: bucketBytes, overlap: overlap)
+            if bucketBytes < 4096 { precondition(engine.buckets.count > 1, "small buckets should split the blocks") }
             let runner = StepRunner(engine: engine)
             var losses: [Double] = []
             for s in 0..<Self.steps {

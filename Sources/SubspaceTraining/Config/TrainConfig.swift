@@ -64,6 +64,8 @@ public struct TrainConfig: Sendable, Equatable {
         public var zeroStage = 0
         /// Gradient bucket size for the all-reduce, in MiB.
         public var bucketMB = 16
+        /// Stages 0–1: reduce gradient buckets on a communication thread while backward continues.
+        public var overlapCommunication = true
         /// Tensors to freeze: Subspace names or regular expressions over them (each must match).
         public var freeze: [String] = []
     }

@@ -246,8 +246,10 @@ public struct StudyResults: Sendable, Codable, Equatable {
         if let f = frozen?.tokensPerSecond, let o = ortho?.tokensPerSecond, o.mean > 0 {
             let ratio = f.mean / o.mean
             func tps(_ s: Statistic) -> String { s.values.count > 1 ? String(format: "%.0f ± %.0f", s.mean, s.std) : String(format: "%.0f", s.mean) }
+            // With several seeds, say when the gap is smaller than the spread between seeds.
+            let noise = f.values.count > 1 && abs(f.mean - o.mean) < max(f.std, o.std) ? " (within one standard deviation: not resolved)" : ""
             out.append(Hypothesis(id: "H3", claim: "ortho-frozen trains faster than ortho",
-                                  measured: "\(tps(f)) vs \(tps(o)) tokens/s: ×\(String(format: "%.3f", ratio))",
+                                  measured: "\(tps(f)) vs \(tps(o)) tokens/s: ×\(String(format: "%.3f", ratio))\(noise)",
                                   threshold: "> ×1", pass: ratio > 1, value: ratio))
         } else {
             out.append(Hypothesis(id: "H3", claim: "ortho-frozen trains faster than ortho",

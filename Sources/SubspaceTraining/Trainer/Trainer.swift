@@ -109,7 +109,8 @@ public final class Trainer {
         engine = ZeroEngine(model: model, communicator: communicator, stage: c.training.zeroStage,
                             adam: AdamW(beta1: c.training.beta1, beta2: c.training.beta2, epsilon: c.training.epsilon,
                                         weightDecay: c.training.weightDecay),
-                            maxGradientNorm: c.training.gradClip)
+                            maxGradientNorm: c.training.gradClip, bucketBytes: c.training.bucketMB << 20,
+                            overlap: c.training.overlapCommunication && MPIEnvironment.current.map { $0.providedThreadLevel >= .serialized } ?? true)
         runner = StepRunner(engine: engine)
         schedule = LearningRateSchedule(peak: c.training.learningRate, warmupSteps: c.training.warmup, totalSteps: c.training.steps,
                                         minimumRate: c.training.schedule == .cosine ? c.training.minLearningRate : c.training.learningRate)
@@ -173,6 +174,12 @@ public final class Trainer {
         let report = ParameterReport(model: model)
         self.report(.info("model: \(model.config.family.rawValue), \(model.config.layerCount) layers, width \(model.config.hiddenSize); " +
                           "\(report.total) parameters, \(report.trainable) trainable (\(String(format: "%.2f", report.trainablePercent))%)"))
+        if engine.stage < 2 {
+            let sizes = engine.buckets.map { bucket in bucket.reduce(0) { $0 + engine.shards[$1].packedCount } * 4 }
+            self.report(.info("gradient buckets: \(engine.buckets.count) (≤ \(c.training.bucketMB) MiB each, in backward order): " +
+                              zip(engine.buckets, sizes).map { "blocks \($0.0.first!)…\($0.0.last!) \(String(format: "%.2f", Double($0.1) / 1048576)) MiB via \(comm.allReduceAlgorithm(forBytes: $0.1))" }.joined(separator: "; ") +
+                              (engine.overlap ? "; reduced on a communication thread during backward" : "; reduced after backward")))
+        }
         self.report(.info("data: \(data.count) training sequences of \(c.data.sequence) tokens; global batch \(c.training.globalBatch) = " +
                           "\(c.training.microBatch) × \(comm.size) ranks × \(c.training.globalBatch / (c.training.microBatch * comm.size)) accumulation; ZeRO \(c.training.zeroStage)"))
         let tokensPerStep = Double(c.training.globalBatch * c.data.sequence)

@@ -18,7 +18,11 @@ import SubspaceModel
 ///
 /// Frozen tensors are never communicated as gradients, have no moments and are not updated. LoRA
 /// adapters (small) are replicated: their gradients are all-reduced whatever the stage.
-public final class ZeroEngine: BlockResidency {
+///
+/// `@unchecked Sendable`: the communication thread only reads and writes the gradients of blocks whose
+/// backward has finished (and their bucket buffers), and the main thread waits for it (`inFlight`)
+/// before it touches those again or makes a collective call of its own.
+public final class ZeroEngine: BlockResidency, @unchecked Sendable {
     public let stage: Int
     public let communicator: any Communicator
     public let model: Transformer
@@ -44,7 +48,20 @@ public final class ZeroEngine: BlockResidency {
     var packScratch: TensorStorage, receiveScratch: TensorStorage
     var adapterM: TensorStorage?, adapterV: TensorStorage?
 
-    public init(model: Transformer, communicator: any Communicator, stage: Int, adam: AdamW, maxGradientNorm: Float?) {
+    /// Stages 0–1: gradient buckets — runs of consecutive blocks, in backward order, of at most
+    /// `bucketBytes` of trainable elements (a larger block is a bucket of its own) — each all-reduced as
+    /// one packed buffer as soon as its last block's backward is done. With `overlap`, a communication
+    /// thread reduces a bucket while the backward pass goes on with earlier layers (Open MPI makes no
+    /// progress in the background by itself, so a thread is what lets the two run at once).
+    public let buckets: [[Int]]
+    let overlap: Bool
+    var bucketBuffers: [TensorStorage] = []
+    let communication = DispatchQueue(label: "subspace.gradient-buckets")
+    let inFlight = DispatchGroup()
+    var reducedBuckets = 0
+
+    public init(model: Transformer, communicator: any Communicator, stage: Int, adam: AdamW, maxGradientNorm: Float?,
+                bucketBytes: Int = 16 << 20, overlap: Bool = false) {
         precondition((0...3).contains(stage), "ZeRO stage \(stage)")
         self.model = model
         self.communicator = communicator
@@ -56,6 +73,17 @@ public final class ZeroEngine: BlockResidency {
         shards = (0..<layout.blockCount).map {
             BlockShard(range: layout.blockRanges[$0], entries: layout.entries(inBlock: $0), trainable: trainable, ranks: communicator.size)
         }
+        // Buckets over blocks in the order backward finishes them: tail, last layer, …, embeddings.
+        var plan: [[Int]] = [], current: [Int] = [], bytes = 0
+        for b in (0..<shards.count).reversed() where shards[b].packedCount > 0 {
+            let size = shards[b].packedCount * MemoryLayout<Float>.stride
+            if !current.isEmpty && bytes + size > bucketBytes { plan.append(current); current = []; bytes = 0 }
+            current.append(b)
+            bytes += size
+        }
+        if !current.isEmpty { plan.append(current) }
+        buckets = plan
+        self.overlap = overlap
         let largest = shards.map(\.count).max() ?? 1
         packScratch = TensorStorage(capacity: largest)
         receiveScratch = TensorStorage(capacity: largest)
@@ -75,10 +103,12 @@ public final class ZeroEngine: BlockResidency {
             adapterM = TensorStorage(capacity: adapters.totalCount)
             adapterV = TensorStorage(capacity: adapters.totalCount)
         }
-        if stage >= 2 {
-            model.residency = self
-            if stage == 3 { model.parameterStorage.discard() }  // the full copy is no longer used
+        if stage < 2 {
+            if model.trainsBaseWeights { model.allocateGradients() }
+            bucketBuffers = buckets.map { TensorStorage(capacity: $0.reduce(0) { $0 + shards[$1].packedCount }) }
         }
+        model.residency = self
+        if stage == 3 { model.parameterStorage.discard() }  // the full copy is no longer used
     }
 
     /// Buffer slot for a block: 0 embeddings, 1 any layer, 2 tail.
@@ -102,6 +132,8 @@ public final class ZeroEngine: BlockResidency {
 
     public func gradients(block b: Int) -> UnsafeMutablePointer<Float> {
         let s = shards[b]
+        // Stages 0–1 accumulate in the model's full gradient buffer (across micro-batches too).
+        if stage < 2 { return model.gradientStorage!.pointer + s.range.lowerBound }
         let buffer = gradientBuffers[slot(b)] ?? TensorStorage(capacity: s.count)
         gradientBuffers[slot(b)] = buffer
         buffer.pointer.update(repeating: 0, count: s.count)
@@ -109,7 +141,23 @@ public final class ZeroEngine: BlockResidency {
     }
 
     public func finished(block b: Int, phase: BlockPhase) {
-        guard phase == .backward, stage >= 2 else { return }
+        guard phase == .backward else { return }
+        if stage < 2 {
+            // On the step's last micro-batch, a bucket whose last block just finished can be reduced.
+            guard isLastMicroBatch, model.gradientStorage != nil,
+                  let i = buckets.firstIndex(where: { $0.last == b }) else { return }
+            if overlap {
+                inFlight.enter()
+                communication.async { [self] in
+                    reduceBucket(i)
+                    inFlight.leave()
+                }
+            } else {
+                reduceBucket(i)
+            }
+            reducedBuckets += 1
+            return
+        }
         // The block's gradients are complete: reduce-scatter its trainable elements to their owners.
         let s = shards[b]
         guard s.packedCount > 0, let buffer = gradientBuffers[slot(b)] else { return }
@@ -131,16 +179,31 @@ public final class ZeroEngine: BlockResidency {
         for g in gradientShards { g.pointer.update(repeating: 0, count: g.capacity) }
     }
 
-    /// Sums gradients over ranks (stages 0–1; stages 2–3 did it during backward) and the adapters'.
+    /// All-reduces bucket `i`'s trainable gradients as one packed buffer (stages 0–1).
+    func reduceBucket(_ i: Int) {
+        guard let grads = model.gradientStorage else { return }
+        let buffer = bucketBuffers[i].pointer
+        var n = 0
+        for b in buckets[i] { n += shards[b].pack(from: grads.pointer + shards[b].range.lowerBound, into: buffer + n) }
+        collective("all-reduce gradient bucket \(i) (blocks \(buckets[i]))") {
+            try communicator.allReduce(UnsafeMutableBufferPointer(start: buffer, count: n), op: .sum)
+        }
+        n = 0
+        for b in buckets[i] {
+            shards[b].unpack(buffer + n, into: grads.pointer + shards[b].range.lowerBound)
+            n += shards[b].packedCount
+        }
+    }
+
+    /// Sums gradients over ranks and the adapters'. Stages 0–1 reduced their buckets as backward went
+    /// (this waits for any still in flight); stages 2–3 reduce-scattered each block during backward.
     func reduceGradients() {
-        if stage < 2, let grads = model.gradientStorage {
-            for (b, s) in shards.enumerated() where s.packedCount > 0 {
-                let block = grads.pointer + s.range.lowerBound
-                s.pack(from: block, into: packScratch.pointer)
-                let packed = UnsafeMutableBufferPointer(start: packScratch.pointer, count: s.packedCount)
-                collective("all-reduce gradients of block \(b)") { try communicator.allReduce(packed, op: .sum) }
-                s.unpack(packScratch.pointer, into: block)
+        if stage < 2 {
+            inFlight.wait()
+            if reducedBuckets != buckets.count {  // e.g. no backward since the last step
+                for i in buckets.indices { reduceBucket(i) }
             }
+            reducedBuckets = 0
         }
         if let adapters = model.adapters {
             let g = UnsafeMutableBufferPointer(start: adapters.gradientStorage.pointer, count: adapters.totalCount)

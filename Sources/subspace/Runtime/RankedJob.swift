@@ -17,7 +17,8 @@ struct RankedJob {
     static func run(_ body: (RankedJob) throws -> Void) -> Never {
         let environment: MPIEnvironment
         do {
-            environment = try MPIEnvironment.initialize(threadLevel: .funneled)
+            // Serialized: the trainer's communication thread makes MPI calls while the main thread computes.
+            environment = try MPIEnvironment.initialize(threadLevel: .serialized)
         } catch {
             FileHandle.standardError.write(Data("[rank ?] cannot start MPI: \(error)\n".utf8))
             exit(1)
