@@ -1,12 +1,13 @@
 import Foundation
+import SubspaceCore
 
 /// The ids of one split, read from a memory-mapped shard file.
 public struct TokenArray: Sendable, RandomAccessCollection {
     public let dtype: TokenDType
     public let count: Int
-    private let file: MappedTokenFile?
+    private let file: MappedFile?
 
-    init(file: MappedTokenFile?, dtype: TokenDType, count: Int) {
+    init(file: MappedFile?, dtype: TokenDType, count: Int) {
         self.file = file
         self.dtype = dtype
         self.count = count
@@ -128,7 +129,8 @@ public final class TokenShards: Sendable {
 
     static func open(_ shard: CorpusManifest.Shard, dtype: TokenDType, folder: String, verify: Bool) throws -> TokenArray {
         let path = (folder as NSString).appendingPathComponent(shard.file)
-        let file = try MappedTokenFile(path: path)
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch let error as SafetensorsError { throw DataError(file: path, .io, error.reason) }
         guard file.bytes.count == shard.bytes else {
             throw DataError(file: path, .size,
                             "\(file.bytes.count) bytes, but corpus.json says \(shard.tokens) \(dtype.rawValue) tokens = \(shard.bytes) bytes")
