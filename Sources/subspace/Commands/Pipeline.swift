@@ -18,10 +18,10 @@ struct Pipeline: ParsableCommand {
             try stages.corpus()
             try stages.sftData()
             let base = try stages.train("base", p.base, extra: ["data.kind=corpus", "data.path=\(p.corpusShards)"])
-            let baseModel = (base as NSString).appendingPathComponent("final")
+            let baseModel = (base.folder as NSString).appendingPathComponent("final")
             let sft = ["data.kind=sft", "data.path=\(p.sftPath)", "model.source=hf", "model.path=\(baseModel)"]
-            let teacher = try stages.train("teacher", p.teacher, extra: sft)
-            let analysis = try stages.analysis(base: baseModel, teacher: (teacher as NSString).appendingPathComponent("final"))
+            let teacher = try stages.train("teacher", p.teacher, extra: sft, after: [base])
+            let analysis = try stages.analysis(base: base, teacher: teacher)
             var students: [(String, String)] = []
             // A rank study trains every initialisation at every rank; names carry the rank then.
             let ranks: [Int?] = p.ranks.isEmpty ? [nil] : p.ranks.map { $0 }
@@ -29,16 +29,17 @@ struct Pipeline: ParsableCommand {
                 for initialisation in p.initialisations {
                     let name = "student-\(initialisation)" + (rank.map { "-r\($0)" } ?? "")
                     let extra = sft + ["lora.initialisation=\(initialisation)"] + (rank.map { ["lora.rank=\($0)", "lora.alpha=\(2 * $0)"] } ?? [])
-                        + (initialisation == "svd-delta" ? ["lora.factors=\((analysis as NSString).appendingPathComponent("factors.safetensors"))"] : [])
+                        + (initialisation == "svd-delta" ? ["lora.factors=\((analysis.folder as NSString).appendingPathComponent("factors.safetensors"))"] : [])
                     let label = initialisation + (rank.map { " r\($0)" } ?? "")
                     if p.learningRates.isEmpty {
-                        students.append((label, try stages.train(name, p.students, extra: extra)))
+                        students.append((label, try stages.train(name, p.students, extra: extra, after: [base, analysis]).folder))
                     } else {
                         // A sweep: each rate trains; the best final validation loss represents the initialisation.
                         var best: (String, Double)? = nil
                         for lr in p.learningRates {
                             let run = try stages.train("\(name)-lr\(lr)", p.students,
-                                                       extra: extra + ["training.learning_rate=\(lr)", "training.min_learning_rate=\(lr / 10)"])
+                                                       extra: extra + ["training.learning_rate=\(lr)", "training.min_learning_rate=\(lr / 10)"],
+                                                       after: [base, analysis]).folder
                             let loss = PipelineStages.finalValidationLoss(run) ?? .infinity
                             if best == nil || loss < best!.1 { best = (run, loss) }
                         }
@@ -47,7 +48,7 @@ struct Pipeline: ParsableCommand {
                     }
                 }
             }
-            let report = try stages.compare(base: baseModel, teacher: teacher, students: students, analysis: analysis)
+            let report = try stages.compare(base: baseModel, teacher: teacher.folder, students: students, analysis: analysis.folder)
             job.log(String(format: "pipeline finished in %.0f s on %d ranks", Date().timeIntervalSince(started), job.world.size))
             job.log("report: \(report)")
         }

@@ -2,28 +2,35 @@ import Foundation
 import SubspaceAnalysis
 import SubspaceCore
 import SubspaceModel
+import SubspaceTraining
 
 extension PipelineStages {
     /// ΔW = teacher − base per linear module: spectra, figures and rank-R factors (→ `output/analysis`),
     /// spread over the ranks. Skipped when a complete analysis at this rank is already there.
-    func analysis(base: String, teacher: String) throws -> String {
+    func analysis(base: Done, teacher: Done) throws -> Done {
         let folder = path("analysis")
-        if DeltaAnalysisWriter.isComplete(folder: folder, rank: config.analysisRank) {
+        let lineage = SHA256.hex(Array("analysis \(config.analysisRank) \(config.analysisMethod) \(base.lineage) \(teacher.lineage)".utf8))
+        if isDone(folder, lineage: lineage), DeltaAnalysisWriter.isComplete(folder: folder, rank: config.analysisRank) {
             job.log("analysis: done earlier (\(folder)), skipped")
-            return folder
+            return Done(folder: folder, lineage: lineage)
         }
+        let started = Date()
+        try prepare(folder, name: "analysis", lineage: lineage)
         job.log("analysis: ΔW spectrum at rank \(config.analysisRank) (\(config.analysisMethod)) → \(folder)")
         let options = DeltaAnalysisOptions(rank: config.analysisRank, method: config.analysisMethod == "randomized" ? .randomized : .full)
         // The SVDs are whole-matrix LAPACK calls: give them the rank's threads, then restore the model's setting.
         let saved = BLAS.threadCount
         BLAS.threadCount = Parallel.workers
         defer { BLAS.threadCount = saved }
-        let result = try DeltaAnalyzer.analyzeFolders(base: base, tuned: teacher, output: folder, options: options, communicator: world)
+        let result = try DeltaAnalyzer.analyzeFolders(base: (base.folder as NSString).appendingPathComponent("final"),
+                                                      tuned: (teacher.folder as NSString).appendingPathComponent("final"),
+                                                      output: folder, options: options, communicator: world)
         if let (outcome, _) = result {
             job.log("analysis: \(outcome.analysis.layers.count) modules\n" + DeltaAnalysisWriter.kindTable(outcome.analysis).markdown)
         }
+        try markDone(folder, name: "analysis", lineage: lineage, seconds: Date().timeIntervalSince(started))
         try world.barrier()
-        return folder
+        return Done(folder: folder, lineage: lineage)
     }
 
     /// The comparison report of teacher and students (→ `output/report`); returns report.html's path.

@@ -5,8 +5,9 @@ import SubspaceModel
 import SubspaceTraining
 
 /// The pipeline's stages, each a collective over the world communicator. A stage whose outputs exist and
-/// match its inputs (a `stage.json` marker holding a digest of its resolved configuration) is skipped;
-/// a training stage interrupted half-way resumes from its checkpoints.
+/// whose `stage.json` marker holds the same lineage — a digest of its resolved configuration and of the
+/// lineages of the stages it reads — is skipped, so changing a teacher reruns the analysis and students
+/// after it; a training stage interrupted half-way resumes from its checkpoints.
 struct PipelineStages {
     let config: PipelineConfig
     let job: RankedJob
@@ -43,27 +44,61 @@ struct PipelineStages {
         try world.barrier()
     }
 
-    /// Trains one stage into `output/<name>` unless its marker says it is done with this configuration.
-    /// Returns the run folder.
+    /// A finished stage: its folder and lineage digest.
+    struct Done { let folder: String; let lineage: String }
+
+    func marker(_ folder: String) -> [String: Any]? {
+        guard let data = FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent("stage.json")) else { return nil }
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
+    /// Whether `folder` holds the finished outputs of `lineage`.
+    func isDone(_ folder: String, lineage: String) -> Bool {
+        guard let m = marker(folder) else { return false }
+        return m["lineage"] as? String == lineage && m["complete"] as? Bool == true
+    }
+
+    /// Before a stage runs (rank 0): outputs of another lineage, or of unknown origin, are removed so
+    /// nothing stale is resumed from; an interrupted run of the same lineage is kept and resumes.
+    func prepare(_ folder: String, name: String, lineage: String) throws {
+        if job.isRoot {
+            if FileManager.default.fileExists(atPath: folder), marker(folder)?["lineage"] as? String != lineage {
+                try FileManager.default.removeItem(atPath: folder)
+            }
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try record(folder, ["stage": name, "lineage": lineage, "complete": false, "ranks": world.size])
+        }
+        try world.barrier()
+    }
+
+    /// Records that `folder` holds the finished outputs of `lineage` (rank 0).
+    func markDone(_ folder: String, name: String, lineage: String, seconds: Double) throws {
+        guard job.isRoot else { return }
+        try record(folder, ["stage": name, "lineage": lineage, "complete": true, "seconds": seconds, "ranks": world.size])
+    }
+
+    func record(_ folder: String, _ fields: [String: Any]) throws {
+        try AtomicFile.write([UInt8](try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])),
+                             to: (folder as NSString).appendingPathComponent("stage.json"))
+    }
+
+    /// Trains one stage into `output/<name>` unless it is done with this configuration and these inputs.
     @discardableResult
-    func train(_ name: String, _ stage: PipelineConfig.Stage, extra: [String]) throws -> String {
+    func train(_ name: String, _ stage: PipelineConfig.Stage, extra: [String], after upstream: [Done] = []) throws -> Done {
         let runFolder = path(name)
         let overrides = stage.overrides + extra + ["run.output=\(runFolder)"]
         let trainConfig = try TrainConfig.load(path: stage.config, overrides: overrides)
         try trainConfig.validate(worldSize: world.size)
         try trainConfig.validateFiles()
         let resolved = trainConfig.resolvedYAML()
-        let digest = SHA256.hex(Array(resolved.utf8))
-        let marker = (runFolder as NSString).appendingPathComponent("stage.json")
-        if let data = FileManager.default.contents(atPath: marker),
-           let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], json["config_sha256"] as? String == digest,
-           FileManager.default.fileExists(atPath: (runFolder as NSString).appendingPathComponent("final")) {
+        let lineage = SHA256.hex(Array((resolved + upstream.map(\.lineage).joined(separator: ",")).utf8))
+        if isDone(runFolder, lineage: lineage), FileManager.default.fileExists(atPath: (runFolder as NSString).appendingPathComponent("final")) {
             job.log("\(name): done earlier (\(runFolder)), skipped")
-            return runFolder
+            return Done(folder: runFolder, lineage: lineage)
         }
+        try prepare(runFolder, name: name, lineage: lineage)
         job.log("\(name): training → \(runFolder)")
         if job.isRoot {
-            try FileManager.default.createDirectory(atPath: runFolder, withIntermediateDirectories: true)
             try resolved.write(toFile: (runFolder as NSString).appendingPathComponent("config.resolved.yaml"), atomically: true, encoding: .utf8)
         }
         try world.barrier()
@@ -73,12 +108,9 @@ struct PipelineStages {
         let started = Date()
         try trainer.run()
         try trainer.exportFinal(to: (runFolder as NSString).appendingPathComponent("final"))
-        if job.isRoot {
-            let record: [String: Any] = ["stage": name, "config_sha256": digest, "seconds": Date().timeIntervalSince(started), "ranks": world.size]
-            try AtomicFile.write([UInt8](try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])), to: marker)
-        }
+        try markDone(runFolder, name: name, lineage: lineage, seconds: Date().timeIntervalSince(started))
         try world.barrier()
-        return runFolder
+        return Done(folder: runFolder, lineage: lineage)
     }
 
     /// The final validation loss recorded in a run's metrics.jsonl.
