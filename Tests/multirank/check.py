@@ -71,6 +71,32 @@ def different_tensor(file_a, file_b, *names):
     return None
 
 
+def same_analysis(a, b, rtol):
+    """Two delta-svd outputs agree: the same modules, and every singular value and figure within rtol."""
+    with open(f"{a}/analysis.json") as f:
+        x = json.load(f)
+    with open(f"{b}/analysis.json") as f:
+        y = json.load(f)
+    lx, ly = {l["name"]: l for l in x["layers"]}, {l["name"]: l for l in y["layers"]}
+    if set(lx) != set(ly):
+        return "different modules"
+    for name in lx:
+        for key in ("energy_at_rank", "relative_error_at_rank", "effective_rank"):
+            u, v = lx[name][key], ly[name][key]
+            if u is None or v is None:  # undefined (ΔW = 0, e.g. a frozen module) must be so in both
+                if u is not v:
+                    return f"{name} {key}: {u} vs {v}"
+                continue
+            if abs(u - v) > float(rtol) * max(1.0, abs(v)):
+                return f"{name} {key}: {u} vs {v}"
+        for u, v in zip(lx[name]["singular_values"], ly[name]["singular_values"]):
+            if abs(u - v) > float(rtol) * max(1e-6, abs(v)):
+                return f"{name} singular values: {u} vs {v}"
+        if lx[name]["rank_for_energy"] != ly[name]["rank_for_energy"]:
+            return f"{name} rank_for_energy differs"
+    return None
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     error = globals()[command](*args)

@@ -54,6 +54,14 @@ train 2 "$WORK/frozen" --set model.source=hf --set model.path="$WORK/np1/final" 
         transformer.h.0.attn.c_proj.weight transformer.wte.weight \
     || { fail "frozen run"; tail -5 "$WORK/frozen.log"; }
 
+# The ΔW analysis at np=2 gives the same numbers as at np=1 (the frozen run's model against its base).
+for np in 1 2; do
+    local_mpirun $np "$SUBSPACE" delta-svd --base "$WORK/np1/final" --tuned "$WORK/frozen/final" --rank 4 --output "$WORK/dsvd-$np" > "$WORK/dsvd-$np.log" 2>&1 \
+        || { fail "delta-svd np=$np"; tail -5 "$WORK/dsvd-$np.log"; }
+done
+expect "delta-svd np=2 equals np=1" $CHECK same_analysis "$WORK/dsvd-2" "$WORK/dsvd-1" 1e-5
+expect "delta-svd factors written" test -s "$WORK/dsvd-2/factors.safetensors"
+
 # LoRA on SFT data at np=2: trains, and the adapter folder loads back.
 train 2 "$WORK/lora" --set model.source=hf --set model.path="$WORK/np1/final" --set data.kind=sft --set data.path="$WORK/sft" \
     --set 'lora={rank: 4, alpha: 8, targets: [c_attn, c_fc]}' --set evaluation.exact_match=4 \
