@@ -150,4 +150,29 @@ import SubspaceCore
             }
         }
     }
+
+    /// LoRA dropout (masks fixed by reseeding before each pass): exact factor gradients.
+    @Test func loraDropout() throws {
+        let model = Transformer(config: Self.tiny(.llama))
+        model.initialize(seed: 6, std: 0.3)
+        let adapters = try LoRAAdapters(config: LoRAConfig(rank: 2, alpha: 3, targets: .names(["q_proj", "down_proj"]), dropout: 0.3),
+                                        model: model.config, seed: 1)
+        var rng = RandomStream(seed: 8)
+        rng.fillNormal(UnsafeMutableBufferPointer(start: adapters.storage.pointer, count: adapters.totalCount), std: 0.25)
+        adapters.training = true
+        model.adapters = adapters
+        model.frozen = Set(model.layout.entries.map(\.role))
+        let b = batch(model.config)
+        let start = Array(UnsafeBufferPointer(start: adapters.storage.pointer, count: adapters.totalCount))
+        func lossAt(_ f: [Float]) -> Double {
+            f.withUnsafeBufferPointer { adapters.storage.pointer.update(from: $0.baseAddress!, count: $0.count) }
+            adapters.reseedDropout(seed: 3, step: 1)
+            return Double(model.forward(ids: b.ids, targets: b.targets, B: 2, T: 6)!)
+        }
+        _ = lossAt(start)
+        model.zeroGradients()
+        model.backward()
+        let analytic = Array(UnsafeBufferPointer(start: adapters.gradientStorage.pointer, count: adapters.totalCount))
+        checkGradient("LoRA dropout factors", at: start, analytic: analytic, h: 2e-3, samples: 40, tolerance: 5e-3) { lossAt($0) }
+    }
 }

@@ -3,24 +3,10 @@
 # check prints PASS or FAIL; the last line is "N passed, N failed". Tiny models and a few steps, so the
 # file runs in about a minute on 2 cores. SUBSPACE_BIN overrides the executable (default: common.sh's).
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-source "$ROOT/launch/common.sh"
-set +e
-SUBSPACE="${SUBSPACE_BIN:-$SUBSPACE}"
-CHECK="python3 $ROOT/Tests/multirank/check.py"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-passed=0; failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
-expect() { local name="$1"; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # json FILE EXPR: true when the Python expression EXPR holds for r = the parsed JSON file.
 json() { python3 -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"; }
-
-# Data: a small corpus from the tokenizer fixture's play.
-FIX="$ROOT/../shared/fixtures"
-mkdir -p "$WORK/text" && cp "$FIX/bpe-tokenizer/long_text.txt" "$WORK/text/play.txt"
-"$SUBSPACE" data corpus --input "$WORK/text" --output "$WORK/corpus" --tokenizer bytes --validation-fraction 0.1 >/dev/null || fail "corpus"
+make_corpus
 
 CONFIG="$ROOT/configs/qk-freeze.yaml"
 COMMON=(--set data.path="$WORK/corpus" --set model.layers=2 --set model.width=32 --set model.heads=4 --set model.context=32
@@ -98,5 +84,4 @@ status=$?
 expect "params --check-step fails when a frozen tensor is made trainable (exit $status)" test $status -ne 0
 expect "…naming the tensor" grep -q "layers.1.attn.k.weight: meant to be frozen" "$WORK/broken.log"
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

@@ -3,21 +3,8 @@
 # the last line is "N passed, N failed". Uses small models and a few steps so the whole file runs in a
 # few minutes on 2 cores.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-source "$ROOT/launch/common.sh"
-set +e
-CHECK="python3 $ROOT/Tests/multirank/check.py"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-passed=0; failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
-expect() { local name="$1"; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
-
-# Data: a small corpus from the tokenizer fixture's play, and the default SFT set.
-FIX="$ROOT/../shared/fixtures"
-mkdir -p "$WORK/text" && cp "$FIX/bpe-tokenizer/long_text.txt" "$WORK/text/play.txt"
-"$SUBSPACE" data corpus --input "$WORK/text" --output "$WORK/corpus" --tokenizer bytes --validation-fraction 0.1 >/dev/null || fail "corpus"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+make_corpus
 "$SUBSPACE" data sft --output "$WORK/sft" --seed 1 --train 256 --test 32 >/dev/null || fail "sft data"
 
 COMMON=(--set data.path="$WORK/corpus" --set model.layers=2 --set model.width=32 --set model.heads=4 --set model.context=32
@@ -121,5 +108,4 @@ elapsed=$(python3 -c "import time; print(round(time.time() - $start, 1))")
 expect "killed rank: non-zero exit ($status)" test $status -ne 0
 expect "killed rank: job ended in ${elapsed}s (< 15 s)" python3 -c "import sys; sys.exit(0 if $elapsed < 15 else 1)"
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

@@ -29,6 +29,30 @@ public final class Generator {
     private var keys: [TensorStorage] = []    // per layer [G, capacity, D]
     private var values: [TensorStorage] = []
     private var capacity = 0
+    /// Per-step work buffers, kept while the number of new tokens (the prompt, then 1) and the cache
+    /// length allow, so decoding a token allocates nothing.
+    private var work: StepBuffers?
+
+    final class StepBuffers {
+        let rows: Int, length: Int
+        let x, h, qkv, attn, pre, act, mean, rstd, scores: TensorStorage
+        init(_ c: ModelConfig, rows T: Int, length: Int) {
+            (self.rows, self.length) = (T, length)
+            let preWidth = c.gatedMLP ? 2 * c.intermediateSize : c.intermediateSize
+            x = TensorStorage(capacity: T * c.hiddenSize); h = TensorStorage(capacity: T * c.hiddenSize)
+            qkv = TensorStorage(capacity: T * c.qkvWidth); attn = TensorStorage(capacity: T * c.queryWidth)
+            pre = TensorStorage(capacity: T * preWidth); act = TensorStorage(capacity: T * c.intermediateSize)
+            mean = TensorStorage(capacity: T); rstd = TensorStorage(capacity: T)
+            scores = TensorStorage(capacity: T * length)
+        }
+    }
+
+    func buffers(rows: Int, length: Int) -> StepBuffers {
+        if let w = work, w.rows >= rows, w.length >= length { return w }
+        let w = StepBuffers(model.config, rows: max(rows, work?.rows ?? 0), length: max(length, capacity))
+        work = w
+        return w
+    }
 
     public init(model: Transformer) { self.model = model }
 
@@ -91,12 +115,9 @@ public final class Generator {
         let (T, C, S, I, D) = (tokens.count, c.hiddenSize, c.qkvWidth, c.intermediateSize, c.headDimension)
         let (H, G) = (c.headCount, c.keyValueHeadCount)
         let preWidth = c.gatedMLP ? 2 * I : I
-        let x = TensorStorage(capacity: T * C), h = TensorStorage(capacity: T * C)
-        let qkv = TensorStorage(capacity: T * S), attn = TensorStorage(capacity: T * H * D)
-        let pre = TensorStorage(capacity: T * preWidth), act = TensorStorage(capacity: T * I)
-        let mean = TensorStorage(capacity: T), rstd = TensorStorage(capacity: T)
         let length = p0 + T
-        let scores = TensorStorage(capacity: T * length)
+        let w = buffers(rows: T, length: length)
+        let (x, h, qkv, attn, pre, act, mean, rstd, scores) = (w.x, w.h, w.qkv, w.attn, w.pre, w.act, w.mean, w.rstd, w.scores)
         let L = c.layerCount
         m.acquire(0, .forward)
         defer { m.release(0, .forward) }

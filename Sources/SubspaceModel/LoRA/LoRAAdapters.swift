@@ -30,6 +30,8 @@ public final class LoRAAdapters: @unchecked Sendable {
     private var xa: [TensorStorage] = []
     private var dropped: [TensorStorage?] = []
     private var scratch: TensorStorage?
+    /// Dropout backward: dxa·A before the mask, the size of the widest adapted input.
+    private var maskedScratch: TensorStorage?
     private var rows = 0
     private let byGroup: [Key: [Int]]
 
@@ -94,6 +96,7 @@ public final class LoRAAdapters: @unchecked Sendable {
         xa = adapters.map { _ in TensorStorage(capacity: N * config.rank) }
         dropped = adapters.map { config.dropout > 0 ? TensorStorage(capacity: N * $0.module.inFeatures) : nil }
         scratch = TensorStorage(capacity: N * config.rank)
+        maskedScratch = config.dropout > 0 ? TensorStorage(capacity: N * (adapters.map(\.module.inFeatures).max() ?? 0)) : nil
     }
 
     /// out[:, rowOffset ..< rowOffset + outFeatures] += scale · dropout(inp)·Aᵀ·Bᵀ for the adapters on
@@ -149,7 +152,7 @@ public final class LoRAAdapters: @unchecked Sendable {
             // dinp += dxa · A, through the dropout mask when there is one.
             if dropped[i] != nil && training {
                 let keep = 1 - config.dropout
-                let tmp = TensorStorage(capacity: N * m.inFeatures)
+                let tmp = maskedScratch!
                 BLAS.gemm(.none, .none, m: N, n: m.inFeatures, k: r, a: dxa, lda: r, b: storage.pointer + a.aOffset,
                           ldb: m.inFeatures, beta: 0, c: tmp.pointer, ldc: m.inFeatures)
                 for n in 0..<N {

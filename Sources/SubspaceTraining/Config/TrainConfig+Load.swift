@@ -9,13 +9,16 @@ extension TrainConfig {
     /// turns LoRA on. Checks that need the number of ranks or the file system are `validate(worldSize:)`
     /// and `validateFiles()`.
     public static func load(path: String, overrides: [String] = []) throws -> TrainConfig {
-        let yaml: String
+        try load(yaml: readYAML(path: path), source: path, overrides: overrides)
+    }
+
+    /// A config file's text, or a `ConfigError` naming it (shared with the study configs).
+    static func readYAML(path: String) throws -> String {
         do {
-            yaml = try String(contentsOfFile: path, encoding: .utf8)
+            return try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigError(.unreadable, source: path, key: nil, "cannot read the config: \(error.localizedDescription)")
         }
-        return try load(yaml: yaml, source: path, overrides: overrides)
     }
 
     /// `load(path:overrides:)` for YAML in hand; `source` names it in errors.

@@ -65,13 +65,7 @@ public struct QKFreezeStudyConfig: Sendable, Equatable {
     public var seeds: [UInt64] { study.seeds ?? [train.run.seed] }
 
     public static func load(path: String, overrides: [String] = []) throws -> QKFreezeStudyConfig {
-        let yaml: String
-        do {
-            yaml = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(.unreadable, source: path, key: nil, "cannot read the config: \(error.localizedDescription)")
-        }
-        return try load(yaml: yaml, source: path, overrides: overrides)
+        try load(yaml: TrainConfig.readYAML(path: path), source: path, overrides: overrides)
     }
 
     public static func load(yaml: String, source: String = "config", overrides: [String] = []) throws -> QKFreezeStudyConfig {

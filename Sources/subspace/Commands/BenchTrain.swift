@@ -167,11 +167,9 @@ struct BenchTrain: ParsableCommand {
             times.append(try Stopwatch.time { _ = try runner.run(micro, learningRate: 1e-4, step: s + 2) })
         }
         let stepSeconds = Stopwatch.median(times)
-        let memory = ResidentMemory.current()
-        var perRank = [Double(memory.peakMB), Double(memory.currentMB)]
-        let all = try world.allGather(perRank[0])
-        let allNow = try world.allGather(perRank[1])
-        perRank = []
+        let memory = PeakMemory.read() ?? (0, 0)
+        let all = try world.allGather(Double(memory.peak) / 1_048_576)
+        let allNow = try world.allGather(Double(memory.current) / 1_048_576)
         let globalTokensPerSecond = Double(tokens * world.size) / stepSeconds
         job.log("ZeRO-\(zeroStage) on \(world.size) ranks × \(Parallel.workers) workers: peak RSS per rank " +
                 all.map { String(format: "%.0f", $0) }.joined(separator: "/") + " MB, now " +
@@ -181,17 +179,5 @@ struct BenchTrain: ParsableCommand {
                            "zero_stage": zeroStage, "peak_rss_mb_max": all.max() ?? 0, "rss_mb_max": allNow.max() ?? 0,
                            "threads_per_rank": Parallel.workers]))
         }
-    }
-}
-
-/// This process's resident memory from /proc/self/status (VmHWM: the peak; VmRSS: now).
-enum ResidentMemory {
-    static func current() -> (peakMB: Double, currentMB: Double) {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
-        func field(_ name: String) -> Double {
-            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
-            return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-        }
-        return (field("VmHWM"), field("VmRSS"))
     }
 }
