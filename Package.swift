@@ -1,8 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers, lowest first: C system libraries → SubspaceCore → SubspaceDistributed → the `subspace` executable.
-// Later layers (SubspaceModel, SubspaceTraining, SubspaceAnalysis) slot in between without cycles.
+// Layers, lowest first: C system libraries → SubspaceCore → SubspaceDistributed → SubspaceModel →
+// SubspaceTraining → SubspaceAnalysis → SubspaceStudies (one folder per study) → the `subspace` executable.
 let package = Package(
     name: "Subspace",
     platforms: [.macOS(.v15)],
@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "SubspaceDistributed", targets: ["SubspaceDistributed"]),
         .library(name: "SubspaceModel", targets: ["SubspaceModel"]),
         .library(name: "SubspaceTraining", targets: ["SubspaceTraining"]),
+        .library(name: "SubspaceAnalysis", targets: ["SubspaceAnalysis"]),
+        .library(name: "SubspaceStudies", targets: ["SubspaceStudies"]),
     ],
     dependencies: [
         // Command-line parsing for the `subspace` executable and its subcommands.
@@ -42,20 +44,29 @@ let package = Package(
         .target(
             name: "SubspaceAnalysis",
             dependencies: ["SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining"]),
+        // The research studies, one folder each (config, runner, statistics, report), composed from the
+        // layers below; `Common/` holds what several studies share. Any study can be driven from code.
+        .target(
+            name: "SubspaceStudies",
+            dependencies: ["SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining", "SubspaceAnalysis",
+                           .product(name: "Yams", package: "Yams")]),
         // Checks shared by `swift test` (in-process ranks) and the multi-rank tests under mpirun.
         .target(name: "SubspaceTestSupport", dependencies: ["SubspaceDistributed"]),
 
         .executableTarget(
             name: "subspace",
             dependencies: [
-                "SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining", "SubspaceAnalysis", "CBLAS", "CMPI",
+                "SubspaceCore", "SubspaceDistributed", "SubspaceModel", "SubspaceTraining", "SubspaceAnalysis", "SubspaceStudies", "CBLAS", "CMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]),
 
         .testTarget(name: "SubspaceCoreTests", dependencies: ["SubspaceCore"]),
         .testTarget(name: "SubspaceModelTests", dependencies: ["SubspaceModel"]),
-        .testTarget(name: "SubspaceTrainingTests", dependencies: ["SubspaceTraining", "SubspaceModel"]),
+        .testTarget(name: "SubspaceTrainingTests", dependencies: ["SubspaceTraining", "SubspaceModel", "SubspaceTestSupport"]),
+        .testTarget(
+            name: "SubspaceStudiesTests",
+            dependencies: ["SubspaceStudies", "SubspaceTraining", "SubspaceAnalysis", "SubspaceModel", "SubspaceDistributed", "SubspaceTestSupport"]),
         .testTarget(
             name: "SubspaceAnalysisTests",
             dependencies: ["SubspaceAnalysis", "SubspaceCore", "SubspaceDistributed", "SubspaceModel"]),

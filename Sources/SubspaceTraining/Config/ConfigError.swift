@@ -32,7 +32,7 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Other keys the problem involves, tried in order when looking for the line to blame.
     var related: [String] = []
 
-    init(_ kind: Kind, source: String? = nil, line: Int? = nil, key: String?, _ message: String, related: [String] = []) {
+    public init(_ kind: Kind, source: String? = nil, line: Int? = nil, key: String?, _ message: String, related: [String] = []) {
         self.kind = kind
         self.source = source
         self.line = line
@@ -51,7 +51,8 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// Where a value came from: a line of the config file or an override.
-struct ConfigOrigin: Equatable, Sendable {
-    var source: String
-    var line: Int?
+public struct ConfigOrigin: Equatable, Sendable {
+    public var source: String
+    public var line: Int?
+    public init(source: String, line: Int? = nil) { self.source = source; self.line = line }
 }

@@ -6,18 +6,20 @@ import Yams
 ///
 /// Scalars follow YAML 1.2 where Yams (YAML 1.1) would surprise: `0100` is a hundred, not octal. Quoted
 /// scalars are always text, so `steps: "100"` is a type error.
-struct ConfigValue {
-    let key: String
-    let node: Node
-    let origin: ConfigOrigin
+public struct ConfigValue {
+    public let key: String
+    public let node: Node
+    public let origin: ConfigOrigin
 
-    var isNull: Bool {
+    public init(key: String, node: Node, origin: ConfigOrigin) { self.key = key; self.node = node; self.origin = origin }
+
+    public var isNull: Bool {
         if case .scalar = node { return node.tagName == .null }
         return false
     }
 
     /// The value as a message shows it: text in quotes, numbers and booleans as written.
-    var shown: String {
+    public var shown: String {
         switch node {
         case .scalar(let scalar):
             switch node.tagName {
@@ -30,19 +32,19 @@ struct ConfigValue {
         }
     }
 
-    func typeError(_ expected: String) -> ConfigError {
+    public func typeError(_ expected: String) -> ConfigError {
         ConfigError(.type, source: origin.source, line: origin.line, key: key, "expected \(expected), got \(shown)")
     }
 
-    func int(_ rule: IntRule) throws -> Int {
+    public func int(_ rule: IntRule) throws -> Int {
         guard case .scalar(let scalar) = node, node.tagName == .int, let value = Self.integer(scalar),
               rule.accepts(value) else { throw typeError(rule.expected) }
         return value
     }
 
-    static let seedType = "an integer in 0...\(UInt64.max)"
+    public static let seedType = "an integer in 0...\(UInt64.max)"
 
-    func seed() throws -> UInt64 {
+    public func seed() throws -> UInt64 {
         let expected = Self.seedType
         guard case .scalar(let scalar) = node, node.tagName == .int else { throw typeError(expected) }
         let text = scalar.string.replacingOccurrences(of: "_", with: "")
@@ -51,7 +53,7 @@ struct ConfigValue {
     }
 
     /// A finite number within `rule`; integers are numbers too (`alpha: 16`).
-    func number<T: BinaryFloatingPoint & LosslessStringConvertible>(_ rule: NumberRule) throws -> T {
+    public func number<T: BinaryFloatingPoint & LosslessStringConvertible>(_ rule: NumberRule) throws -> T {
         guard case .scalar(let scalar) = node else { throw typeError(rule.expected) }
         let value: T?
         switch node.tagName {
@@ -64,7 +66,7 @@ struct ConfigValue {
         return value
     }
 
-    func bool() throws -> Bool {
+    public func bool() throws -> Bool {
         guard case .scalar(let scalar) = node, node.tagName == .bool, let value = Bool.construct(from: scalar) else {
             throw typeError("true or false")
         }
@@ -72,13 +74,13 @@ struct ConfigValue {
     }
 
     /// Any scalar but null, as written: `output: 2024` is the folder "2024".
-    func text(_ expected: String = "text") throws -> String {
+    public func text(_ expected: String = "text") throws -> String {
         guard case .scalar(let scalar) = node, node.tagName != .null else { throw typeError(expected) }
         return scalar.string
     }
 
     /// A list of text; one scalar is a list of one.
-    func texts(_ expected: String) throws -> [String] {
+    public func texts(_ expected: String) throws -> [String] {
         switch node {
         case .scalar: return [try text(expected)]
         case .sequence(let sequence):
@@ -90,13 +92,13 @@ struct ConfigValue {
         }
     }
 
-    static func isDecimal(_ text: String) -> Bool {
+    public static func isDecimal(_ text: String) -> Bool {
         let digits = text.hasPrefix("-") || text.hasPrefix("+") ? text.dropFirst() : Substring(text)
         return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     /// Decimal as written (YAML 1.2), else Yams for 0x…, 0o…, 0b….
-    static func integer(_ scalar: Node.Scalar) -> Int? {
+    public static func integer(_ scalar: Node.Scalar) -> Int? {
         let text = scalar.string.replacingOccurrences(of: "_", with: "")
         return isDecimal(text) ? Int(text) : Int.construct(from: scalar)
     }
@@ -104,26 +106,27 @@ struct ConfigValue {
 
 extension Node {
     /// The resolved tag's name (`Tag.name` itself is internal to Yams).
-    var tagName: Tag.Name { Tag.Name(rawValue: tag.description) }
+    public var tagName: Tag.Name { Tag.Name(rawValue: tag.description) }
 }
 
 /// The integers a key accepts.
-struct IntRule {
-    var min: Int
-    var max: Int? = nil
+public struct IntRule: Sendable {
+    public var min: Int
+    public var max: Int? = nil
+    public init(min: Int, max: Int? = nil) { self.min = min; self.max = max }
 
-    static let positive = IntRule(min: 1)
-    static let nonNegative = IntRule(min: 0)
+    public static let positive = IntRule(min: 1)
+    public static let nonNegative = IntRule(min: 0)
 
-    func accepts(_ value: Int) -> Bool { value >= min && value <= (max ?? .max) }
-    var expected: String { max.map { "an integer in \(min)...\($0)" } ?? "an integer ≥ \(min)" }
+    public func accepts(_ value: Int) -> Bool { value >= min && value <= (max ?? .max) }
+    public var expected: String { max.map { "an integer in \(min)...\($0)" } ?? "an integer ≥ \(min)" }
 }
 
 /// The numbers a key accepts.
-enum NumberRule {
+public enum NumberRule {
     case positive, nonNegative, unitInterval
 
-    func accepts<T: BinaryFloatingPoint>(_ value: T) -> Bool {
+    public func accepts<T: BinaryFloatingPoint>(_ value: T) -> Bool {
         switch self {
         case .positive: value > 0
         case .nonNegative: value >= 0
@@ -131,7 +134,7 @@ enum NumberRule {
         }
     }
 
-    var expected: String {
+    public var expected: String {
         switch self {
         case .positive: "a number > 0"
         case .nonNegative: "a number ≥ 0"

@@ -13,7 +13,7 @@ extension TrainConfig {
     }
 
     /// A config file's text, or a `ConfigError` naming it (shared with the study configs).
-    static func readYAML(path: String) throws -> String {
+    public static func readYAML(path: String) throws -> String {
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
         } catch {
@@ -209,9 +209,9 @@ struct ConfigDocument {
 }
 
 /// "Did you mean" for names that are close to a valid one, and for names other trainers use.
-enum ConfigSuggestion {
+public enum ConfigSuggestion {
     /// The name in `names` within a couple of edits of `name` (ignoring case, `_` and `-`), if one is.
-    static func closest(to name: String, among names: [String]) -> String? {
+    public static func closest(to name: String, among names: [String]) -> String? {
         let target = normalised(name)
         guard !target.isEmpty else { return nil }
         let scored = names.map { ($0, distance(target, normalised($0))) }
@@ -221,7 +221,7 @@ enum ConfigSuggestion {
     }
 
     /// nanoGPT's and Hugging Face's names for these knobs.
-    static func alias(for name: String) -> String? {
+    public static func alias(for name: String) -> String? {
         let aliases = [
             "lr": "training.learning_rate", "min_lr": "training.min_learning_rate",
             "max_iters": "training.steps", "max_steps": "training.steps", "iterations": "training.steps",

@@ -117,7 +117,7 @@ public final class Trainer {
     }
 
     /// Tensors named by `patterns` (exact Subspace names or regular expressions); each must match.
-    static func frozenTensors(_ patterns: [String], layout: ParameterLayout) throws -> Set<TensorRole> {
+    public static func frozenTensors(_ patterns: [String], layout: ParameterLayout) throws -> Set<TensorRole> {
         var out: Set<TensorRole> = []
         for pattern in patterns {
             let regex = try? NSRegularExpression(pattern: "^(?:\(pattern))$")

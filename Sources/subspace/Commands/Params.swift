@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SubspaceModel
 import SubspaceTraining
+import SubspaceStudies
 
 extension QKFreezeMode: ExpressibleByArgument {}
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SubspaceDistributed
 import SubspaceTraining
+import SubspaceStudies
 
 /// `subspace qk-freeze --config configs/qk-freeze.yaml [--set …] [--only MODE]`, under mpirun: the Q/K
 /// freeze study. The world is split into one group per mode (standard, ortho, ortho-frozen), each

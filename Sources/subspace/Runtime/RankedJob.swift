@@ -2,6 +2,7 @@ import Foundation
 import SubspaceCore
 import SubspaceDistributed
 import SubspaceModel
+import SubspaceStudies
 
 /// What a multi-rank command needs around its body: MPI, a `[rank r/N]` prefix for messages, BLAS and
 /// kernel threads sized for the rank, and a fatal-error path that takes the whole job down so no rank is
@@ -48,5 +49,17 @@ struct RankedJob {
         FileHandle.standardError.write(Data("\(prefix) error: \(error)\n".utf8))
         if world.size > 1 { environment.abort(code: 1) }
         exit(1)
+    }
+}
+
+extension RankedJob {
+    /// The context a study runs in: rank 0's log lines, a progress display per training run.
+    func studyContext() -> StudyContext {
+        StudyContext(world: world,
+                     log: { line in self.log(line) },
+                     trainingDisplay: { _, totalSteps in
+                         let progress = Progress(job: self, totalSteps: totalSteps)
+                         return { progress.handle($0) }
+                     })
     }
 }

@@ -2,7 +2,9 @@ import Foundation
 import Testing
 import SubspaceDistributed
 import SubspaceModel
-@testable import SubspaceTraining
+import SubspaceTraining
+@testable import SubspaceStudies
+import SubspaceTestSupport
 
 /// The study on in-process ranks: three groups side by side equal each group run alone; two ranks run
 /// the groups one after another; the outputs; and the verdict's arithmetic on made-up results.
@@ -33,8 +35,8 @@ import SubspaceModel
     }
 
     @Test func concurrentGroupsEqualEachGroupAlone() throws {
-        let folder = try DataTestSupport.temporaryFolder("study")
-        defer { DataTestSupport.cleanUp(folder) }
+        let folder = try TestFiles.temporaryFolder("study")
+        defer { TestFiles.cleanUp(folder) }
         let together = try Self.run(Self.study(output: folder + "/together"), ranks: 3)
         #expect(together.plan.schedule == .concurrent && together.plan.ranksPerGroup == 1)
         #expect(together.groups.map(\.mode) == QKFreezeMode.allCases)
@@ -73,8 +75,8 @@ import SubspaceModel
     }
 
     @Test func twoRanksRunTheGroupsOneAfterAnother() throws {
-        let folder = try DataTestSupport.temporaryFolder("study2")
-        defer { DataTestSupport.cleanUp(folder) }
+        let folder = try TestFiles.temporaryFolder("study2")
+        defer { TestFiles.cleanUp(folder) }
         var config = Self.study(output: folder, modes: [.ortho, .orthoFrozen], steps: 2)
         config.study.seeds = [3, 4]
         let results = try Self.run(config, ranks: 2)
@@ -93,8 +95,8 @@ import SubspaceModel
 
     /// Four ranks, three groups: one rank per group, the fourth sits the wave out.
     @Test func aSpareRankSitsOut() throws {
-        let folder = try DataTestSupport.temporaryFolder("study4")
-        defer { DataTestSupport.cleanUp(folder) }
+        let folder = try TestFiles.temporaryFolder("study4")
+        defer { TestFiles.cleanUp(folder) }
         let results = try Self.run(Self.study(output: folder, steps: 2), ranks: 4)
         #expect(results.plan.ranksPerGroup == 1 && results.groups.map(\.ranks) == [[0], [1], [2]])
     }
@@ -102,8 +104,8 @@ import SubspaceModel
     /// With checkpoint.resume auto a rerun continues each group from its checkpoint; the curves and the
     /// freeze check cover the whole run, and equal a run that was never interrupted.
     @Test func resumedGroupsContinue() throws {
-        let folder = try DataTestSupport.temporaryFolder("study-resume")
-        defer { DataTestSupport.cleanUp(folder) }
+        let folder = try TestFiles.temporaryFolder("study-resume")
+        defer { TestFiles.cleanUp(folder) }
         func config(_ output: String, steps: Int) -> QKFreezeStudyConfig {
             var c = Self.study(output: folder + "/" + output, modes: [.orthoFrozen], steps: steps)
             c.train.training.schedule = .constant

@@ -1,3 +1,4 @@
+import SubspaceTraining
 import Foundation
 import SubspaceModel
 import Yams

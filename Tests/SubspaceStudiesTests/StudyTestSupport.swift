@@ -1,14 +1,16 @@
 import Foundation
 import SubspaceModel
-@testable import SubspaceTraining
+import SubspaceTraining
+@testable import SubspaceStudies
+import SubspaceTestSupport
 
 /// A small byte-level corpus (the tokenizer fixture's play) and tiny configs for the study tests.
 enum StudyTestSupport {
     /// Built once per test process.
     static let corpus: String = {
-        let text = try! DataTestSupport.temporaryFolder("study-text")
-        try! FileManager.default.copyItem(atPath: DataTestSupport.longText, toPath: text + "/play.txt")
-        let output = try! DataTestSupport.temporaryFolder("study-corpus")
+        let text = try! TestFiles.temporaryFolder("study-text")
+        try! FileManager.default.copyItem(atPath: TestFiles.longText, toPath: text + "/play.txt")
+        let output = try! TestFiles.temporaryFolder("study-corpus")
         _ = try! CorpusBuilder(tokenizer: "bytes", validationFraction: 0.1, threads: 1).build(input: text, output: output)
         return output
     }()

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import SubspaceModel
-@testable import SubspaceTraining
+import SubspaceTraining
+@testable import SubspaceStudies
+import SubspaceTestSupport
 
 /// The parameter report against the layout, and `--check-step`: one real training step through the
 /// trainer, passing for every mode and failing, naming the tensor, when a tensor meant to be frozen is

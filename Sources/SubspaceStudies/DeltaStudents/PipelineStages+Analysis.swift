@@ -11,12 +11,12 @@ extension PipelineStages {
         let folder = path("analysis")
         let lineage = SHA256.hex(Array("analysis \(config.analysisRank) \(config.analysisMethod) \(base.lineage) \(teacher.lineage)".utf8))
         if isDone(folder, lineage: lineage), DeltaAnalysisWriter.isComplete(folder: folder, rank: config.analysisRank) {
-            job.log("analysis: done earlier (\(folder)), skipped")
+            log("analysis: done earlier (\(folder)), skipped")
             return Done(folder: folder, lineage: lineage)
         }
         let started = Date()
         try prepare(folder, name: "analysis", lineage: lineage)
-        job.log("analysis: ΔW spectrum at rank \(config.analysisRank) (\(config.analysisMethod)) → \(folder)")
+        log("analysis: ΔW spectrum at rank \(config.analysisRank) (\(config.analysisMethod)) → \(folder)")
         let options = DeltaAnalysisOptions(rank: config.analysisRank, method: config.analysisMethod == "randomized" ? .randomized : .full)
         // The SVDs are whole-matrix LAPACK calls: give them the rank's threads, then restore the model's setting.
         let saved = BLAS.threadCount
@@ -26,7 +26,7 @@ extension PipelineStages {
                                                       tuned: (teacher.folder as NSString).appendingPathComponent("final"),
                                                       output: folder, options: options, communicator: world)
         if let (outcome, _) = result {
-            job.log("analysis: \(outcome.analysis.layers.count) modules\n" + DeltaAnalysisWriter.kindTable(outcome.analysis).markdown)
+            log("analysis: \(outcome.analysis.layers.count) modules\n" + DeltaAnalysisWriter.kindTable(outcome.analysis).markdown)
         }
         try markDone(folder, name: "analysis", lineage: lineage, seconds: Date().timeIntervalSince(started))
         try world.barrier()
@@ -40,7 +40,7 @@ extension PipelineStages {
                                         targetLoss: config.targetLoss, analysis: analysis)
         let (_, files) = try RunComparison.run(options, output: folder, communicator: world)
         if let files, let table = try? String(contentsOfFile: files.markdown, encoding: .utf8) {
-            job.log("comparison:\n" + table.split(separator: "\n").prefix(24).joined(separator: "\n"))
+            log("comparison:\n" + table.split(separator: "\n").prefix(24).joined(separator: "\n"))
         }
         try world.barrier()
         return (folder as NSString).appendingPathComponent("report.html")

@@ -10,23 +10,25 @@ import SubspaceTraining
 /// after it; a training stage interrupted half-way resumes from its checkpoints.
 struct PipelineStages {
     let config: PipelineConfig
-    let job: RankedJob
+    let context: StudyContext
 
-    var world: any Communicator { job.world }
+    var world: any Communicator { context.world }
+    var isRoot: Bool { context.isRoot }
+    func log(_ line: String) { context.say(line) }
     func path(_ parts: String...) -> String { parts.reduce(config.output) { ($0 as NSString).appendingPathComponent($1) } }
 
     /// Token shards from the corpus text (rank 0), unless valid shards exist.
     func corpus() throws {
         let shards = config.corpusShards
-        if job.isRoot, (try? TokenShards(folder: shards)) == nil {
+        if isRoot, (try? TokenShards(folder: shards)) == nil {
             guard FileManager.default.fileExists(atPath: config.corpusText) else {
                 throw PipelineConfig.Problem(description: "corpus.text: \(config.corpusText) does not exist; run launch/fetch-corpus \(config.corpusText) first")
             }
             let builder = try CorpusBuilder(tokenizer: config.tokenizer, validationFraction: config.validationFraction)
             let manifest = try builder.build(input: config.corpusText, output: shards)
-            job.log("corpus: \(manifest.sources.count) files → \(manifest.train.tokens) train and \(manifest.validation.tokens) validation tokens in \(shards)")
+            log("corpus: \(manifest.sources.count) files → \(manifest.train.tokens) train and \(manifest.validation.tokens) validation tokens in \(shards)")
         } else {
-            job.log("corpus: \(shards) is ready")
+            log("corpus: \(shards) is ready")
         }
         try world.barrier()
     }
@@ -35,11 +37,11 @@ struct PipelineStages {
     func sftData() throws {
         let train = (config.sftPath as NSString).appendingPathComponent("train.jsonl")
         let test = (config.sftPath as NSString).appendingPathComponent("test.jsonl")
-        if job.isRoot, !(FileManager.default.fileExists(atPath: train) && FileManager.default.fileExists(atPath: test)) {
+        if isRoot, !(FileManager.default.fileExists(atPath: train) && FileManager.default.fileExists(atPath: test)) {
             let sets = try SFTGenerator(seed: config.sftSeed).write(to: config.sftPath, train: config.sftTrain, test: config.sftTest)
-            job.log("sft: \(sets.train.count) train and \(sets.test.count) test examples in \(config.sftPath)")
+            log("sft: \(sets.train.count) train and \(sets.test.count) test examples in \(config.sftPath)")
         } else {
-            job.log("sft: \(config.sftPath) is ready")
+            log("sft: \(config.sftPath) is ready")
         }
         try world.barrier()
     }
@@ -61,7 +63,7 @@ struct PipelineStages {
     /// Before a stage runs (rank 0): outputs of another lineage, or of unknown origin, are removed so
     /// nothing stale is resumed from; an interrupted run of the same lineage is kept and resumes.
     func prepare(_ folder: String, name: String, lineage: String) throws {
-        if job.isRoot {
+        if isRoot {
             if FileManager.default.fileExists(atPath: folder), marker(folder)?["lineage"] as? String != lineage {
                 try FileManager.default.removeItem(atPath: folder)
             }
@@ -73,7 +75,7 @@ struct PipelineStages {
 
     /// Records that `folder` holds the finished outputs of `lineage` (rank 0).
     func markDone(_ folder: String, name: String, lineage: String, seconds: Double) throws {
-        guard job.isRoot else { return }
+        guard isRoot else { return }
         try record(folder, ["stage": name, "lineage": lineage, "complete": true, "seconds": seconds, "ranks": world.size])
     }
 
@@ -93,18 +95,26 @@ struct PipelineStages {
         let resolved = trainConfig.resolvedYAML()
         let lineage = SHA256.hex(Array((resolved + upstream.map(\.lineage).joined(separator: ",")).utf8))
         if isDone(runFolder, lineage: lineage), FileManager.default.fileExists(atPath: (runFolder as NSString).appendingPathComponent("final")) {
-            job.log("\(name): done earlier (\(runFolder)), skipped")
+            log("\(name): done earlier (\(runFolder)), skipped")
             return Done(folder: runFolder, lineage: lineage)
         }
         try prepare(runFolder, name: name, lineage: lineage)
-        job.log("\(name): training → \(runFolder)")
-        if job.isRoot {
+        log("\(name): training → \(runFolder)")
+        if isRoot {
             try resolved.write(toFile: (runFolder as NSString).appendingPathComponent("config.resolved.yaml"), atomically: true, encoding: .utf8)
         }
         try world.barrier()
-        let progress = Progress(job: job, totalSteps: trainConfig.training.steps)
-        let trainer = try Trainer(config: trainConfig, communicator: world, report: { progress.handle($0) })
-        if job.isRoot { progress.metrics = try MetricsLog(folder: runFolder, resumeStep: try trainer.resumePointStep()) }
+        let display = context.trainingDisplay(name, trainConfig.training.steps)
+        var metrics: MetricsLog? = nil
+        let trainer = try Trainer(config: trainConfig, communicator: try context.wrap(world, runFolder), report: { event in
+            switch event {
+            case .step(let m): metrics?.append(m)
+            case .evaluation(let e): metrics?.append(e)
+            default: break
+            }
+            display(event)
+        })
+        if isRoot { metrics = try MetricsLog(folder: runFolder, resumeStep: try trainer.resumePointStep()) }
         let started = Date()
         try trainer.run()
         try trainer.exportFinal(to: (runFolder as NSString).appendingPathComponent("final"))

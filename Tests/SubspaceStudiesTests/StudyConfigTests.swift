@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import SubspaceModel
-@testable import SubspaceTraining
+import SubspaceTraining
+@testable import SubspaceStudies
+import SubspaceTestSupport
 
 /// Study configs: the `study:` section split off a training config (line numbers kept), strict keys,
 /// overrides for both parts, the shipped study configs; and the plan of who runs what when.

@@ -2,27 +2,27 @@ import Foundation
 import Yams
 
 /// `configs/pipeline.yaml`: where each stage reads and writes, and the configs of the training stages.
-struct PipelineConfig {
-    struct Stage { var config: String; var overrides: [String] }
+public struct PipelineConfig: Sendable {
+    public struct Stage: Sendable { public var config: String; public var overrides: [String] }
 
-    var output = "runs/pipeline"
-    var corpusText = "data/shakespeare-text", corpusShards = "data/shakespeare", tokenizer = "bytes"
-    var validationFraction = 0.1
-    var sftPath = "data/sft", sftSeed: UInt64 = 1, sftTrain = 2000, sftTest = 200
-    var base = Stage(config: "configs/base.yaml", overrides: [])
-    var teacher = Stage(config: "configs/teacher.yaml", overrides: [])
-    var students = Stage(config: "configs/student-lora.yaml", overrides: [])
-    var initialisations = ["random", "svd-delta"]
-    var learningRates: [Double] = []
+    public var output = "runs/pipeline"
+    public var corpusText = "data/shakespeare-text", corpusShards = "data/shakespeare", tokenizer = "bytes"
+    public var validationFraction = 0.1
+    public var sftPath = "data/sft", sftSeed: UInt64 = 1, sftTrain = 2000, sftTest = 200
+    public var base = Stage(config: "configs/base.yaml", overrides: [])
+    public var teacher = Stage(config: "configs/teacher.yaml", overrides: [])
+    public var students = Stage(config: "configs/student-lora.yaml", overrides: [])
+    public var initialisations = ["random", "svd-delta"]
+    public var learningRates: [Double] = []
     /// LoRA ranks for a rank study ([]: the students config's rank only).
-    var ranks: [Int] = []
-    var analysisRank = 8, analysisMethod = "full"
-    var targetLoss: Double? = nil
+    public var ranks: [Int] = []
+    public var analysisRank = 8, analysisMethod = "full"
+    public var targetLoss: Double? = nil
 
-    struct Problem: Error, CustomStringConvertible { let description: String }
+    public struct Problem: Error, CustomStringConvertible { public let description: String }
 
     /// Reads the file strictly: unknown sections or keys and wrong types are errors naming the key.
-    static func load(path: String) throws -> PipelineConfig {
+    public static func load(path: String) throws -> PipelineConfig {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Problem(description: "\(path): cannot read") }
         let root: [String: Any]
         do {

@@ -1,3 +1,4 @@
+import SubspaceTraining
 import SubspaceModel
 
 /// The three arms of the Q/K freeze study (`../shared/seeds/qk-freeze.md`, groups A, B, C).

@@ -1,3 +1,4 @@
+import SubspaceTraining
 import Foundation
 
 /// A point of a curve: the value after `step`, and the seconds since the run began.
