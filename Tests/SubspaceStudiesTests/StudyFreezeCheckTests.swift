@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import SubspaceModel
-import SubspaceTraining
+@testable import SubspaceTraining
 @testable import SubspaceStudies
 import SubspaceTestSupport
 

@@ -1,6 +1,6 @@
 import Foundation
 import SubspaceModel
-import SubspaceTraining
+@testable import SubspaceTraining
 @testable import SubspaceStudies
 import SubspaceTestSupport
 

@@ -12,6 +12,8 @@ public struct LineChart: Sendable {
         public var markers: Bool
         /// Thin background series (e.g. one per layer) stay out of the legend.
         public var inLegend: Bool
+        /// A shaded band around the line (e.g. mean ± std over seeds): (x, lower, upper) per point.
+        public var band: [(x: Double, lower: Double, upper: Double)] = []
 
         public init(label: String, color: String, points: [(x: Double, y: Double)], dash: String? = nil,
                     width: Double = 1.8, opacity: Double = 1, markers: Bool = false, inLegend: Bool = true) {
@@ -110,6 +112,12 @@ public struct LineChart: Sendable {
         for s in series.sorted(by: { !$0.inLegend && $1.inLegend }) {
             let points = s.points.filter(usable).filter { $0.x >= x0 && $0.x <= x1 }
                 .map { (tx($0.x), min(max(ty($0.y), top), top + plotH)) }
+            let band = s.band.filter { usable(($0.x, $0.lower)) && usable(($0.x, $0.upper)) && $0.x >= x0 && $0.x <= x1 }
+            if band.count >= 2 {
+                let clamp = { (y: Double) in min(max(ty(y), top), top + plotH) }
+                let outline = band.map { (tx($0.x), clamp($0.upper)) } + band.reversed().map { (tx($0.x), clamp($0.lower)) }
+                svg.polygon(outline, fill: s.color, opacity: 0.18)
+            }
             svg.polyline(points, stroke: s.color, width: s.width, dash: s.dash, opacity: s.opacity)
             if s.markers || points.count == 1 { for p in points { svg.circle(p.0, p.1, r: 2.8, fill: s.color) } }
         }

@@ -40,6 +40,13 @@ public struct SVGDocument: Sendable {
         body.append("<polyline points=\"\(list)\" fill=\"none\" stroke=\"\(stroke)\" stroke-width=\"\(fmt(width))\" stroke-linejoin=\"round\"\(dashAttribute(dash))\(opacityAttribute(opacity, "stroke-opacity"))/>")
     }
 
+    /// A filled, unstroked polygon (e.g. a band around a curve).
+    public mutating func polygon(_ points: [(Double, Double)], fill: String, opacity: Double = 1) {
+        guard points.count >= 3 else { return }
+        let list = points.map { "\(fmt($0.0)),\(fmt($0.1))" }.joined(separator: " ")
+        body.append("<polygon points=\"\(list)\" fill=\"\(fill)\" stroke=\"none\"\(opacityAttribute(opacity, "fill-opacity"))/>")
+    }
+
     public mutating func rect(_ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String,
                               stroke: String? = nil, title: String? = nil) {
         let s = stroke.map { " stroke=\"\($0)\" stroke-width=\"0.5\"" } ?? ""

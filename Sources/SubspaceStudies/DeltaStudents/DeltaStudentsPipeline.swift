@@ -37,8 +37,8 @@ public enum DeltaStudentsPipeline {
                         let run = try stages.train("\(name)-lr\(lr)", p.students,
                                                    extra: extra + ["training.learning_rate=\(lr)", "training.min_learning_rate=\(lr / 10)"],
                                                    after: [base, analysis]).folder
-                        let loss = PipelineStages.finalValidationLoss(run) ?? .infinity
-                        if best == nil || loss < best!.1 { best = (run, loss) }
+                        let loss = try stages.finalValidationLoss(run)
+                        if best == nil || (loss.isFinite && !(best!.1 <= loss)) { best = (run, loss) }
                     }
                     context.say("\(label): best learning rate by final validation loss: \(best!.0)")
                     students.append((label, best!.0))

@@ -10,7 +10,9 @@ extension PipelineStages {
     func analysis(base: Done, teacher: Done) throws -> Done {
         let folder = path("analysis")
         let lineage = SHA256.hex(Array("analysis \(config.analysisRank) \(config.analysisMethod) \(base.lineage) \(teacher.lineage)".utf8))
-        if isDone(folder, lineage: lineage), DeltaAnalysisWriter.isComplete(folder: folder, rank: config.analysisRank) {
+        var complete: [Int32] = [isRoot && DeltaAnalysisWriter.isComplete(folder: folder, rank: config.analysisRank) ? 1 : 0]
+        try world.broadcast(&complete, root: 0)
+        if try isDone(folder, lineage: lineage), complete[0] == 1 {
             log("analysis: done earlier (\(folder)), skipped")
             return Done(folder: folder, lineage: lineage)
         }

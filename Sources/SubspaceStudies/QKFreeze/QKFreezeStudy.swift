@@ -154,6 +154,18 @@ public final class QKFreezeStudy {
             let mid = sorted.count / 2
             return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
         }
+
+        /// The first and third quartiles of steps 2…n's rates: the run's own step-to-step noise.
+        var tokensPerSecondQuartiles: [Double]? {
+            guard rates.count >= 4 else { return nil }
+            let sorted = rates.sorted()
+            func at(_ q: Double) -> Double {
+                let x = q * Double(sorted.count - 1)
+                let i = Int(x), f = x - Double(i)
+                return i + 1 < sorted.count ? sorted[i] * (1 - f) + sorted[i + 1] * f : sorted[i]
+            }
+            return [at(0.25), at(0.75)]
+        }
     }
 
     /// One group's run on its sub-communicator; the record on the group's rank 0, nil on the others.
@@ -226,7 +238,7 @@ public final class QKFreezeStudy {
             mode: run.mode, seed: run.seed, ranks: ranks, output: c.run.output,
             parameters: .init(total: counts.total, trainable: counts.trainable, frozen: counts.frozen, qkWeights: qk),
             steps: c.training.steps, tokensPerStep: recorder.tokensPerStep, wallSeconds: wall,
-            tokensPerSecond: recorder.tokensPerSecond, trainLoss: recorder.trainLoss, validationPerplexity: recorder.perplexity,
+            tokensPerSecond: recorder.tokensPerSecond, tokensPerSecondQuartiles: recorder.tokensPerSecondQuartiles, trainLoss: recorder.trainLoss, validationPerplexity: recorder.perplexity,
             memory: ranks.indices.map { i in
                 GroupRun.RankMemory(rank: ranks[i], peakBytes: Int(everyone[3 * i]), startBytes: Int(everyone[3 * i + 1]),
                                     peakReset: everyone[3 * i + 2] != 0)

@@ -1,5 +1,6 @@
 import SubspaceTraining
 import Foundation
+import SubspaceAnalysis
 
 extension StudyReport {
     static let colors: [QKFreezeMode: String] = [.standard: "#1f77b4", .ortho: "#ff7f0e", .orthoFrozen: "#2ca02c"]

@@ -1,5 +1,6 @@
 import SubspaceTraining
 import Foundation
+import SubspaceAnalysis
 import SubspaceCore
 
 /// The study's outputs: results.json (everything measured), report.md (tables) and report.html (the same
