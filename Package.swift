@@ -62,7 +62,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "SubspaceCoreTests", dependencies: ["SubspaceCore"]),
-        .testTarget(name: "SubspaceModelTests", dependencies: ["SubspaceModel"]),
+        .testTarget(name: "SubspaceModelTests", dependencies: ["SubspaceModel"], exclude: ["Resources"]),
         .testTarget(name: "SubspaceTrainingTests", dependencies: ["SubspaceTraining", "SubspaceModel", "SubspaceTestSupport"]),
         .testTarget(
             name: "SubspaceStudiesTests",

@@ -415,7 +415,7 @@ struct TokenizerTests {
         #expect(edited(setModel("merges", [42]))?.kind == .merges)
         #expect(edited(setModel("unk_token", "<nope>"))?.kind == .vocabulary)
         #expect(edited(setModel("dropout", 0.1))?.kind == .unsupported)
-        #expect(edited { $0["normalizer"] = ["type": "NFC"] }?.kind == .unsupported)
+        #expect(edited { $0["normalizer"] = ["type": "BertNormalizer"] }?.kind == .unsupported)
         #expect(edited { $0["pre_tokenizer"] = ["type": "Whitespace"] }?.kind == .unsupported)
         #expect(edited { $0["decoder"] = ["type": "WordPiece"] }?.kind == .unsupported)
         #expect(edited { $0["added_tokens"] = [["content": "<x>"]] }?.kind == .addedTokens)

@@ -1,7 +1,8 @@
 import Foundation
 
 extension BPETokenizer {
-    /// Loads an HF `tokenizer.json` whose model is BPE and whose pre-tokenizer is ByteLevel.
+    /// Loads an HF `tokenizer.json` whose model is BPE (see the type's documentation for the pipeline
+    /// components it reads).
     public init(contentsOfFile path: String) throws {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
@@ -79,14 +80,30 @@ extension BPETokenizer {
         }
         self.merges = merges
 
+        pipeline = c.pipeline
+        postProcessor = c.postProcessor
+        let byteLevel = c.pipeline?.preTokenizer.isByteLevel ?? true
+        isByteLevelModel = byteLevel
         let byteIDs = ByteLevelAlphabet.characters.map { Int32(c.vocabulary[String($0)] ?? -1) }
         self.byteIDs = byteIDs
-        allBytesInVocabulary = !byteIDs.contains(-1)
+        allBytesInVocabulary = byteLevel && !byteIDs.contains(-1)
         fallbackIDs = (0..<256).map { b in
             guard c.byteFallback else { return nil }
             let ids = String(ByteLevelAlphabet.characters[b]).utf8.map { c.vocabulary[Self.byteFallbackToken($0)] }
             return ids.contains(nil) ? nil : ids.map { Int32($0!) }
         }
+        rawFallbackIDs = (0..<256).map { b in c.byteFallback ? Int32(c.vocabulary[Self.byteFallbackToken(UInt8(b))] ?? -1) : -1 }
+        var planeZero = [Int32](repeating: -1, count: byteLevel ? 0 : 0x10000)
+        var astral: [UInt32: Int32] = [:]
+        if !byteLevel {
+            for (token, id) in c.vocabulary {
+                let scalars = token.unicodeScalars
+                guard scalars.count == 1, let s = scalars.first else { continue }
+                if s.value < 0x10000 { planeZero[Int(s.value)] = Int32(id) } else { astral[s.value] = Int32(id) }
+            }
+        }
+        scalarIDs = planeZero
+        astralScalarIDs = astral
         if let unk = c.unknownToken {
             guard let id = c.vocabulary[unk] else { throw fail(.vocabulary, "unk_token '\(unk)' is not in the vocabulary") }
             unknownID = Int32(id)
@@ -98,7 +115,8 @@ extension BPETokenizer {
         var wholePieces: [[UInt8]: Int32] = [:]
         if c.ignoreMerges {
             for (token, id) in c.vocabulary {
-                if let bytes = ByteLevelAlphabet.decode(token) { wholePieces[bytes] = Int32(id) }
+                if !byteLevel { wholePieces[Array(token.utf8)] = Int32(id) }
+                else if let bytes = ByteLevelAlphabet.decode(token) { wholePieces[bytes] = Int32(id) }
             }
         }
         self.wholePieces = wholePieces
@@ -115,13 +133,15 @@ extension BPETokenizer {
         self.tokens = tokens
         self.isSpecial = isSpecial
         self.specialTokens = specialTokens
-        endOfText = c.addedTokens.last { $0.content == "<|endoftext|>" }?.id ?? c.vocabulary["<|endoftext|>"]
+        endOfText = ["<|endoftext|>", "<|end_of_text|>", "</s>"].lazy.compactMap { name in
+            c.addedTokens.last { $0.content == name }?.id ?? c.vocabulary[name]
+        }.first
 
         var decodedBytes: [UInt8] = []
         var decodedStart = [0]
         decodedStart.reserveCapacity(vocabularySize + 1)
         for token in tokens {
-            if let token { decodedBytes += ByteLevelAlphabet.decode(token) ?? Array(token.utf8) }
+            if let token { decodedBytes += (byteLevel ? ByteLevelAlphabet.decode(token) : nil) ?? Array(token.utf8) }
             decodedStart.append(decodedBytes.count)
         }
         self.decodedBytes = decodedBytes
@@ -149,6 +169,9 @@ extension BPETokenizer {
         var unknownToken: String?
         var fuseUnknown: Bool
         var byteFallback: Bool
+        /// nil for the GPT-2 shape (`addPrefixSpace`/`useRegex` then describe its ByteLevel step).
+        var pipeline: Pipeline?
+        var postProcessor: TemplatePostProcessor
     }
 }
 
@@ -185,17 +208,6 @@ extension BPETokenizer {
 
 /// The parts of a `tokenizer.json` this implementation reads; other fields are ignored.
 private struct TokenizerDocument: Decodable {
-    struct Component: Decodable {
-        var type: String?
-        var addPrefixSpace: Bool?
-        var useRegex: Bool?
-        enum CodingKeys: String, CodingKey {
-            case type
-            case addPrefixSpace = "add_prefix_space"
-            case useRegex = "use_regex"
-        }
-    }
-
     struct Model: Decodable {
         var type: String?
         var vocab: [String: Int]
@@ -249,38 +261,38 @@ private struct TokenizerDocument: Decodable {
     }
 
     var addedTokens: [Added]?
-    var normalizer: Component?
-    var preTokenizer: Component?
-    var decoder: Component?
+    var normalizer: TokenizerJSONValue?
+    var preTokenizer: TokenizerJSONValue?
+    var postProcessor: TokenizerJSONValue?
+    var decoder: TokenizerJSONValue?
     var model: Model
 
     enum CodingKeys: String, CodingKey {
         case normalizer, decoder, model
         case addedTokens = "added_tokens"
         case preTokenizer = "pre_tokenizer"
+        case postProcessor = "post_processor"
     }
 
     func configuration(file: String) throws -> BPETokenizer.Configuration {
         func fail(_ kind: TokenizerFileError.Kind, _ reason: String) -> TokenizerFileError {
             TokenizerFileError(file: file, kind, reason)
         }
+        func reader(_ value: TokenizerJSONValue?, _ path: String) -> ComponentReader? {
+            guard let value, !value.isNull else { return nil }
+            return ComponentReader(value: value, path: path, file: file)
+        }
         // HF infers the model type from the fields when "type" is absent; merges make it BPE.
         if let type = model.type, type != "BPE" { throw fail(.unsupported, "model type '\(type)' is not BPE") }
-        if let normalizer {
-            throw fail(.unsupported, "normalizer '\(normalizer.type ?? "?")' is not supported (byte-level BPE expects none)")
-        }
-        guard let preTokenizer else { throw fail(.unsupported, "no pre_tokenizer; expected ByteLevel") }
-        guard preTokenizer.type == "ByteLevel" else {
-            throw fail(.unsupported, "pre_tokenizer '\(preTokenizer.type ?? "?")' is not supported; expected ByteLevel")
-        }
-        if let decoder, decoder.type != "ByteLevel" {
-            throw fail(.unsupported, "decoder '\(decoder.type ?? "?")' is not supported; expected ByteLevel")
-        }
+        let normalizer = try reader(normalizer, "normalizer").map { try TextNormalizer($0) }
+        let preTokenizer = try PreTokenizerPipeline(reader(preTokenizer, "pre_tokenizer"))
+        let decoder = try reader(decoder, "decoder").map { try TokenDecoderPipeline($0) }
+        let postProcessor = try reader(postProcessor, "post_processor").map { try TemplatePostProcessor($0) } ?? TemplatePostProcessor()
         if let p = model.dropout, p != 0 { throw fail(.unsupported, "BPE dropout (\(p)) is not supported") }
         for (key, affix) in [("continuing_subword_prefix", model.continuingSubwordPrefix),
                              ("end_of_word_suffix", model.endOfWordSuffix)] {
             if let affix, !affix.isEmpty {
-                throw fail(.unsupported, "'model.\(key)' ('\(affix)') is not supported with byte-level BPE")
+                throw fail(.unsupported, "'model.\(key)' ('\(affix)') is not supported")
             }
         }
         let merges = try model.merges.enumerated().map { rank, merge -> (String, String) in
@@ -300,11 +312,19 @@ private struct TokenizerDocument: Decodable {
                 id: a.id, content: a.content, isSpecial: special, singleWord: a.singleWord ?? false,
                 stripsLeft: a.lstrip ?? false, stripsRight: a.rstrip ?? false, normalized: a.normalized ?? !special)
         }
-        // HF's ByteLevel defaults: add_prefix_space and use_regex true.
+        // The GPT-2 shape (no normalizer, one ByteLevel pre-tokenizer, a ByteLevel decoder or none) keeps
+        // its own encoder; HF's ByteLevel defaults are add_prefix_space and use_regex true.
+        var classic: (addPrefixSpace: Bool, useRegex: Bool)?
+        if normalizer == nil, preTokenizer.steps.count == 1, case .byteLevel(let prefix, let regex) = preTokenizer.steps[0],
+           decoder == nil || decoder!.isByteLevelOnly {
+            classic = (prefix, regex)
+        }
         return BPETokenizer.Configuration(
             vocabulary: model.vocab, merges: merges, addedTokens: added,
-            addPrefixSpace: preTokenizer.addPrefixSpace ?? true, useRegex: preTokenizer.useRegex ?? true,
+            addPrefixSpace: classic?.addPrefixSpace ?? false, useRegex: classic?.useRegex ?? false,
             ignoreMerges: model.ignoreMerges ?? false, unknownToken: model.unkToken,
-            fuseUnknown: model.fuseUnk ?? false, byteFallback: model.byteFallback ?? false)
+            fuseUnknown: model.fuseUnk ?? false, byteFallback: model.byteFallback ?? false,
+            pipeline: classic == nil ? BPETokenizer.Pipeline(normalizer: normalizer, preTokenizer: preTokenizer, decoder: decoder) : nil,
+            postProcessor: postProcessor)
     }
 }

@@ -19,7 +19,7 @@ extension BPETokenizer {
 
     /// `encode(_:threads:)` with parts of at least `minimumBytes / 2` (tests cut small texts finely).
     func encode(_ text: String, threads: Int, minimumBytes: Int) -> [Int] {
-        guard threads > 1, text.utf8.count >= minimumBytes else { return encode(text) }
+        guard threads > 1, text.utf8.count >= minimumBytes, encodesInParallel else { return encode(text) }
         var text = text
         return text.withUTF8 { bytes in
             let parts = parallelParts(bytes, threads: threads, minimumBytes: minimumBytes)
@@ -55,7 +55,11 @@ extension BPETokenizer {
             case .added(let id):
                 output.append(id)
             case .text(let range, let startsSegment):
-                encoder.encode(UnsafeBufferPointer(rebasing: bytes[range]), startsSegment: startsSegment, into: &output)
+                if pipeline != nil {
+                    encoder.encodeRawStretch(UnsafeBufferPointer(rebasing: bytes[range]), atOrigin: range.lowerBound == 0, into: &output)
+                } else {
+                    encoder.encode(UnsafeBufferPointer(rebasing: bytes[range]), startsSegment: startsSegment, into: &output)
+                }
             }
         }
         return output

@@ -1,7 +1,17 @@
 import Foundation
 
-/// A byte-level BPE tokenizer (GPT-2 style) as HF tokenizers describes it in a `tokenizer.json`: model
-/// `BPE`, pre-tokenizer and decoder `ByteLevel`. Encodes id for id as HF tokenizers 0.2x does.
+/// A BPE tokenizer as HF tokenizers describes it in a `tokenizer.json`, in the shapes GPT-2, Qwen2, Llama-3
+/// and Llama-2 (SentencePiece-converted) ship. Encodes id for id as HF tokenizers 0.2x does.
+///
+/// The GPT-2 shape (no normalizer, pre-tokenizer and decoder `ByteLevel`) is described below. Other shapes
+/// run the `Pipeline`: the normalizer (`TextNormalizer`) on each stretch between raw-matched added tokens,
+/// the normalized added tokens, the pre-tokenizer (`PreTokenizerPipeline`: `Split` with a regex — Qwen2's
+/// and Llama-3's patterns matched by hand —, `ByteLevel`, `Metaspace`, `Digits`), then BPE over bytes
+/// (when a ByteLevel step maps the text to the byte alphabet) or over Unicode scalars with `byte_fallback`
+/// (`<0x..>` tokens) and `unk_token`; decoding runs the `decoder` steps (`TokenDecoderPipeline`). The
+/// `post_processor` (`TemplatePostProcessor`, e.g. Llama's BOS) applies only in
+/// `encode(_:addingSpecialTokens:)`. Any component outside the supported set is refused at load time,
+/// naming it.
 ///
 /// Encoding, in HF's order:
 /// 1. Added tokens (`added_tokens`, e.g. `<|endoftext|>`) are cut out of the raw text wherever they occur,
@@ -57,6 +67,23 @@ public struct BPETokenizer: Tokenizer {
     let isSpecial: [Bool]
     let rawTokenMatcher: AddedTokenMatcher
     let normalizedTokenMatcher: AddedTokenMatcher
+    /// nil for the GPT-2 shape.
+    let pipeline: Pipeline?
+    public let postProcessor: TemplatePostProcessor
+    /// Whether BPE runs over bytes (the byte-level alphabet) rather than Unicode scalars.
+    let isByteLevelModel: Bool
+    /// Scalar-level models: the id of each single-scalar token (plane 0 by table, others by dictionary).
+    let scalarIDs: [Int32]
+    let astralScalarIDs: [UInt32: Int32]
+    /// Scalar-level models with `byte_fallback`: the id of `<0xAB>` for each byte, -1 where missing.
+    let rawFallbackIDs: [Int32]
+
+    /// The normalizer, pre-tokenizer and decoder of a non-GPT-2 shape.
+    struct Pipeline: Sendable {
+        var normalizer: TextNormalizer?
+        var preTokenizer: PreTokenizerPipeline
+        var decoder: TokenDecoderPipeline?
+    }
 
     /// An added token (`added_tokens` entry of `tokenizer.json`).
     public struct AddedToken: Sendable, Equatable {
@@ -97,6 +124,7 @@ public struct BPETokenizer: Tokenizer {
     // MARK: Encoding
 
     public func encode(_ text: String) -> [Int] {
+        if pipeline != nil { return encodeWithPipeline(text) }
         var text = text
         return text.withUTF8 { bytes in
             var output = [Int]()
@@ -114,9 +142,19 @@ public struct BPETokenizer: Tokenizer {
         }
     }
 
-    /// The pieces the pre-tokenizer makes of `text` (after any prefix space), for inspection. Added tokens
-    /// are not treated specially here.
+    /// `encode(text)` with the post-processor's special tokens around it (HF's `add_special_tokens`).
+    public func encode(_ text: String, addingSpecialTokens: Bool) -> [Int] {
+        let ids = encode(text)
+        return addingSpecialTokens ? postProcessor.prefix + ids + postProcessor.suffix : ids
+    }
+
+    /// The pieces the pre-tokenizer makes of `text` (after any prefix space, and the normalizer), for
+    /// inspection. Added tokens are not treated specially here.
     public func preTokenize(_ text: String) -> [String] {
+        if let pipeline {
+            let normalized = Array(text.utf8).withUnsafeBufferPointer { pipeline.normalizer?.apply($0) ?? Array($0) }
+            return pipeline.preTokenizer.pieces(normalized, atOrigin: true).map { String(decoding: $0, as: UTF8.self) }
+        }
         let text = addsPrefixSpace && !text.isEmpty && !text.hasPrefix(" ") ? " " + text : text
         return splitsWithRegex ? GPT2PreTokenizer.split(text) : (text.isEmpty ? [] : [text])
     }
@@ -125,8 +163,12 @@ public struct BPETokenizer: Tokenizer {
 
     public func decodeBytes(_ ids: [Int]) throws -> [UInt8] { try decodeBytes(ids, skippingSpecialTokens: false) }
 
-    /// The bytes of `ids`; with `skippingSpecialTokens` the special added tokens contribute nothing.
+    public func decode(_ ids: [Int]) throws -> String { try decode(ids, skippingSpecialTokens: false) }
+
+    /// The bytes of `ids`; with `skippingSpecialTokens` the special added tokens contribute nothing. With a
+    /// decoder pipeline, byte-fallback and byte-level bytes come out as they are, valid UTF-8 or not.
     public func decodeBytes(_ ids: [Int], skippingSpecialTokens: Bool) throws -> [UInt8] {
+        if pipeline != nil { return try decodeWithPipeline(ids, skippingSpecialTokens: skippingSpecialTokens, exact: false) }
         var output = [UInt8]()
         output.reserveCapacity(ids.count * 4)
         try decodedBytes.withUnsafeBufferPointer { table in
@@ -144,7 +186,26 @@ public struct BPETokenizer: Tokenizer {
     /// The text of `ids` (invalid UTF-8 becomes U+FFFD); with `skippingSpecialTokens` the special added
     /// tokens are left out.
     public func decode(_ ids: [Int], skippingSpecialTokens: Bool) throws -> String {
-        String(decoding: try decodeBytes(ids, skippingSpecialTokens: skippingSpecialTokens), as: UTF8.self)
+        if pipeline != nil {
+            return String(decoding: try decodeWithPipeline(ids, skippingSpecialTokens: skippingSpecialTokens, exact: true), as: UTF8.self)
+        }
+        return String(decoding: try decodeBytes(ids, skippingSpecialTokens: skippingSpecialTokens), as: UTF8.self)
+    }
+
+    /// HF's `decode`: token strings (added tokens' content included) through the decoder steps, or joined
+    /// with spaces when there is no decoder.
+    func decodeWithPipeline(_ ids: [Int], skippingSpecialTokens: Bool, exact: Bool) throws -> [UInt8] {
+        var pieces: [[UInt8]] = []
+        pieces.reserveCapacity(ids.count)
+        for id in ids {
+            guard id >= 0, id < vocabularySize, isKnown[id], let token = tokens[id] else {
+                throw TokenizerError.unknownID(id, vocabularySize: vocabularySize)
+            }
+            if skippingSpecialTokens && isSpecial[id] { continue }
+            pieces.append(Array(token.utf8))
+        }
+        if let decoder = pipeline?.decoder { return decoder.decode(pieces, exact: exact) }
+        return Array(pieces.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ").utf8)
     }
 }
 
@@ -241,6 +302,7 @@ struct BPEEncoder {
     /// One symbol per byte; bytes missing from the vocabulary go through byte fallback or the unknown
     /// token (fused when `fuse_unk`), or are dropped when there is neither (all as HF does).
     mutating func initialSymbols(_ piece: UnsafeBufferPointer<UInt8>) {
+        if !tokenizer.isByteLevelModel { return initialScalarSymbols(piece) }
         let byteIDs = tokenizer.byteIDs
         if tokenizer.allBytesInVocabulary {
             for b in piece { symbols.append(byteIDs[Int(b)]) }
@@ -257,6 +319,42 @@ struct BPEEncoder {
                 if pendingUnknown && !tokenizer.fusesUnknown { symbols.append(unknown) }
                 pendingUnknown = true
             }
+        }
+        if pendingUnknown, let unknown = tokenizer.unknownID { symbols.append(unknown) }
+    }
+
+    /// One symbol per Unicode scalar (HF's `merge_word`): the scalar's token, else its bytes' `<0xAB>`
+    /// tokens with `byte_fallback`, else the unknown token (runs fused with `fuse_unk`). As in HF, a pending
+    /// unknown token is not written before byte-fallback tokens, only before the next known scalar or at
+    /// the end.
+    mutating func initialScalarSymbols(_ piece: UnsafeBufferPointer<UInt8>) {
+        var pendingUnknown = false
+        var i = 0
+        while i < piece.count {
+            let lead = piece[i]
+            let length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
+            let end = min(piece.count, i + length)
+            var value: UInt32
+            switch length {
+            case 1: value = UInt32(lead)
+            case 2: value = UInt32(lead & 0x1F) << 6 | UInt32(piece[i + 1] & 0x3F)
+            case 3: value = UInt32(lead & 0x0F) << 12 | UInt32(piece[i + 1] & 0x3F) << 6 | UInt32(piece[i + 2] & 0x3F)
+            default:
+                value = UInt32(lead & 0x07) << 18 | UInt32(piece[i + 1] & 0x3F) << 12
+                    | UInt32(piece[i + 2] & 0x3F) << 6 | UInt32(piece[i + 3] & 0x3F)
+            }
+            let id = value < 0x10000 ? tokenizer.scalarIDs[Int(value)] : tokenizer.astralScalarIDs[value] ?? -1
+            if id >= 0 {
+                if pendingUnknown, let unknown = tokenizer.unknownID { symbols.append(unknown) }
+                pendingUnknown = false
+                symbols.append(id)
+            } else if !tokenizer.rawFallbackIDs.isEmpty, (i..<end).allSatisfy({ tokenizer.rawFallbackIDs[Int(piece[$0])] >= 0 }) {
+                for j in i..<end { symbols.append(tokenizer.rawFallbackIDs[Int(piece[j])]) }
+            } else if let unknown = tokenizer.unknownID {
+                if pendingUnknown && !tokenizer.fusesUnknown { symbols.append(unknown) }
+                pendingUnknown = true
+            }
+            i = end
         }
         if pendingUnknown, let unknown = tokenizer.unknownID { symbols.append(unknown) }
     }

@@ -16,6 +16,9 @@ public protocol Tokenizer: Sendable {
     var specialTokens: [String: Int] { get }
 
     func encode(_ text: String) -> [Int]
+    /// `encode(text)`, with the special tokens the tokenizer's post-processor adds (Llama's BOS) when
+    /// `addingSpecialTokens` — HF's `encode(text, add_special_tokens=…)`.
+    func encode(_ text: String, addingSpecialTokens: Bool) -> [Int]
     /// The same ids as `encode(text)`, computed with up to `threads` threads where the tokenizer can split
     /// the work (a tens-of-MB corpus); small texts are encoded on the calling thread.
     func encode(_ text: String, threads: Int) -> [Int]
@@ -28,6 +31,8 @@ public protocol Tokenizer: Sendable {
 
 extension Tokenizer {
     public func encode(_ text: String, threads: Int) -> [Int] { encode(text) }
+
+    public func encode(_ text: String, addingSpecialTokens: Bool) -> [Int] { encode(text) }
 
     public func decode(_ ids: [Int]) throws -> String {
         String(decoding: try decodeBytes(ids), as: UTF8.self)
