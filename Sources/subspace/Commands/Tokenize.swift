@@ -3,38 +3,65 @@ import Foundation
 import SubspaceCore
 import SubspaceModel
 
-/// Text on stdin → token ids as one JSON array on stdout; with `--decode`, such an array → the text.
+/// Text on stdin → token ids as one JSON array on stdout (with the post-processor's special tokens, as HF's
+/// `encode` adds them by default); with `--decode`, such an array → the text; with `--chat`, a JSON list of
+/// messages → the ids of the conversation in the tokenizer's chat template.
 /// For checking a tokenizer against other implementations and for scripts that prepare data.
+extension ChatFormatChoice: ExpressibleByArgument {}
+
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Encode stdin as a JSON array of token ids; with --decode, turn such an array back into text.")
 
     @Option(help: ArgumentHelp(
-        "A byte-level BPE tokenizer.json (or a folder holding one), or 'bytes' for one id per UTF-8 byte.",
+        "A BPE tokenizer.json (GPT-2, Qwen2, Llama-3, Llama-2 shapes) or a model folder holding one, or 'bytes' for one id per UTF-8 byte.",
         valueName: "file"))
     var tokenizer: String
 
     @Flag(help: "Read a JSON array of ids on stdin and write the text they stand for (no newline added).")
     var decode = false
 
+    @Flag(help: "Read a JSON list of {\"role\", \"content\"} messages on stdin and write the ids of the conversation as the tokenizer's chat template renders it (transformers' apply_chat_template(tokenize=True)).")
+    var chat = false
+
+    @Flag(help: "With --chat: end with the assistant header a reply would follow.")
+    var generationPrompt = false
+
+    @Option(help: "With --chat: auto (the template in tokenizer_config.json or chat_template.jinja beside the tokenizer), chatml, llama3, llama2 or plain.")
+    var chatFormat: ChatFormatChoice = .auto
+
+    @Flag(help: "Leave out the special tokens the tokenizer's post-processor adds (Llama's BOS); HF's add_special_tokens=False.")
+    var noSpecialTokens = false
+
     @Option(help: "Threads for encoding (default: the cores this process may use).")
     var threads: Int?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if chat && decode { throw ValidationError("--chat and --decode exclude each other") }
+        if generationPrompt && !chat { throw ValidationError("--generation-prompt needs --chat") }
     }
 
     func run() throws {
         let model = try Tokenizers.load(tokenizer)
         let input = FileHandle.standardInput.readDataToEndOfFile()
-        if decode {
+        if chat {
+            let messages = try ChatMessage.list(json: input, source: "stdin")
+            let template = try ChatTemplate.resolve(chatFormat, config: try TokenizerConfig.near(tokenizer))
+            try template.check(model, source: tokenizer)
+            let ids = try template.encode(messages, tokenizer: model, addGenerationPrompt: generationPrompt, source: "stdin").ids
+            FileHandle.standardOutput.write(TokenIDList.json(ids))
+        } else if decode {
             let text = try model.decode(try TokenIDList.parse(input))
             FileHandle.standardOutput.write(Data(text.utf8))
         } else {
             guard let text = String(validating: input, as: UTF8.self) else {
                 throw TokenizeInputError("stdin is not valid UTF-8 text")
             }
-            let ids = model.encode(text, threads: threads ?? ThreadPolicy.decide().allowedCores)
+            var ids = model.encode(text, threads: threads ?? ThreadPolicy.decide().allowedCores)
+            if !noSpecialTokens, let bpe = model as? BPETokenizer {
+                ids = bpe.postProcessor.prefix + ids + bpe.postProcessor.suffix
+            }
             FileHandle.standardOutput.write(TokenIDList.json(ids))
         }
     }
