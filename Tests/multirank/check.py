@@ -97,9 +97,39 @@ def same_analysis(a, b, rtol):
     return None
 
 
+def pipeline_summary(path):
+    """The ΔW study's summary.json: equal budgets; every method (teacher included) with a result per seed
+    and a sweep that either brackets its best rate or says why not; the rank study's rows."""
+    with open(path) as f:
+        s = json.load(f)
+    if not s["equal_budget"]:
+        return "budgets differ"
+    seeds = len(s["seeds"])
+    for row in s["rows"]:
+        if len(row["steps"]) != seeds or len(set(row["steps"])) != 1:
+            return f"{row['method']}: steps {row['steps']} for {seeds} seeds"
+        if row["final_val_loss"] is None or len(row["final_val_loss"]["values"]) != seeds:
+            return f"{row['method']}: final_val_loss over {seeds} seeds missing"
+    for sweep in s["sweeps"]:
+        rates = [p["learning_rate"] for p in sweep["points"]]
+        if rates != sorted(rates):
+            return f"{sweep['method']}: rates not ascending"
+        best = sweep["best_learning_rate"]
+        bracketed = rates[0] < best < rates[-1]
+        if bracketed != sweep["bracketed"]:
+            return f"{sweep['method']}: bracketed flag wrong"
+        if not bracketed and "not bracketed" not in sweep["note"] and len(rates) > 1:
+            return f"{sweep['method']}: at an edge without saying so"
+    if not s["ranks"]:
+        return "no rank study rows"
+    if not s["finding"]:
+        return "no finding"
+    return None
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    error = globals()[command](*args)
+    error = globals()[command.replace("-", "_")](*args)
     if error:
         print(f"check {command}: {error}", file=sys.stderr)
         sys.exit(1)

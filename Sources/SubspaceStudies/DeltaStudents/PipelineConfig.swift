@@ -13,7 +13,17 @@ public struct PipelineConfig: Sendable {
     public var teacher = Stage(config: "configs/teacher.yaml", overrides: [])
     public var students = Stage(config: "configs/student-lora.yaml", overrides: [])
     public var initialisations = ["random", "svd-delta"]
+    /// The students' learning-rate grid ([]: the students config's rate only, no sweep).
     public var learningRates: [Double] = []
+    /// The teacher's own learning-rate grid: a fine-tuning rate, tuned like every other method's.
+    public var teacherLearningRates: [Double] = []
+    /// Grid points a sweep may add past an edge while the best rate sits there (per side).
+    public var maxExtensions = 2
+    /// Every compared run (teacher and students) repeats over these seeds; tables give mean ± std.
+    public var seeds: [UInt64] = [1]
+    /// Optimizer steps for the teacher and every student alike (nil: each config's own, and the
+    /// comparison marks runs whose budget differs).
+    public var budgetSteps: Int? = nil
     /// LoRA ranks for a rank study ([]: the students config's rank only).
     public var ranks: [Int] = []
     public var analysisRank = 8, analysisMethod = "full"
@@ -37,7 +47,7 @@ public struct PipelineConfig: Sendable {
             if let bad = d.keys.first(where: { !keys.contains($0) }) { throw fail("\(name).\(bad)", "unknown key (valid: \(keys.sorted().joined(separator: ", ")))") }
             return d
         }
-        let known: Set<String> = ["output", "corpus", "sft", "base", "teacher", "students", "analysis", "compare"]
+        let known: Set<String> = ["output", "seeds", "budget", "corpus", "sft", "base", "teacher", "students", "analysis", "compare"]
         if let bad = root.keys.first(where: { !known.contains($0) }) { throw fail(bad, "unknown section (valid: \(known.sorted().joined(separator: ", ")))") }
         func string(_ d: [String: Any], _ s: String, _ k: String) throws -> String? {
             guard let v = d[k] else { return nil }
@@ -72,9 +82,34 @@ public struct PipelineConfig: Sendable {
         c.sftTrain = try int(sft, "sft", "train") ?? c.sftTrain
         c.sftTest = try int(sft, "sft", "test") ?? c.sftTest
         c.base = try stage("base") ?? c.base
-        c.teacher = try stage("teacher") ?? c.teacher
-        let studentSection = try section("students", ["config", "set", "initialisations", "learning_rates", "ranks"])
-        c.students = try stage("students", extra: ["initialisations", "learning_rates", "ranks"]) ?? c.students
+        func rates(_ raw: Any?, _ key: String) throws -> [Double]? {
+            guard let raw else { return nil }
+            guard let list = raw as? [Any], let values = Optional(list.compactMap { ($0 as? Double) ?? ($0 as? Int).map(Double.init) }),
+                  values.count == list.count, values.allSatisfy({ $0 > 0 && $0.isFinite }), Set(values).count == values.count else {
+                throw fail(key, "must be a list of distinct positive numbers")
+            }
+            return values.sorted()
+        }
+        if let raw = root["seeds"] {
+            guard let list = raw as? [Int], !list.isEmpty, list.allSatisfy({ $0 >= 0 }), Set(list).count == list.count else {
+                throw fail("seeds", "must be a non-empty list of distinct non-negative integers")
+            }
+            c.seeds = list.map { UInt64($0) }
+        }
+        let budget = try section("budget", ["steps"])
+        if let steps = try int(budget, "budget", "steps") {
+            guard steps >= 1 else { throw fail("budget.steps", "must be ≥ 1") }
+            c.budgetSteps = steps
+        }
+        let teacherSection = try section("teacher", ["config", "set", "learning_rates"])
+        c.teacher = try stage("teacher", extra: ["learning_rates"]) ?? c.teacher
+        c.teacherLearningRates = try rates(teacherSection["learning_rates"], "teacher.learning_rates") ?? []
+        let studentSection = try section("students", ["config", "set", "initialisations", "learning_rates", "ranks", "max_extensions"])
+        c.students = try stage("students", extra: ["initialisations", "learning_rates", "ranks", "max_extensions"]) ?? c.students
+        if let e = try int(studentSection, "students", "max_extensions") {
+            guard e <= 8 else { throw fail("students.max_extensions", "must be in 0...8") }
+            c.maxExtensions = e
+        }
         if let ranks = studentSection["ranks"] {
             guard let list = ranks as? [Int], list.allSatisfy({ $0 >= 1 }) else { throw fail("students.ranks", "must be a list of positive integers") }
             c.ranks = list
@@ -86,19 +121,14 @@ public struct PipelineConfig: Sendable {
             }
             c.initialisations = list
         }
-        if let rates = studentSection["learning_rates"] {
-            guard let list = rates as? [Any], let values = Optional(list.compactMap { ($0 as? Double) ?? ($0 as? Int).map(Double.init) }),
-                  values.count == list.count, values.allSatisfy({ $0 > 0 }) else {
-                throw fail("students.learning_rates", "must be a list of positive numbers")
-            }
-            c.learningRates = values
-        }
+        c.learningRates = try rates(studentSection["learning_rates"], "students.learning_rates") ?? []
         let analysis = try section("analysis", ["rank", "method"])
         c.analysisRank = try int(analysis, "analysis", "rank") ?? c.analysisRank
         guard c.analysisRank >= 1 else { throw fail("analysis.rank", "must be ≥ 1") }
         if let r = c.ranks.max(), r > c.analysisRank, c.initialisations.contains("svd-delta") {
             throw fail("students.ranks", "\(r) exceeds analysis.rank (\(c.analysisRank)): svd-delta students take the leading r of the R factors")
         }
+        if Set(c.ranks).count != c.ranks.count { throw fail("students.ranks", "values repeat") }
         c.analysisMethod = try string(analysis, "analysis", "method") ?? c.analysisMethod
         guard ["full", "randomized"].contains(c.analysisMethod) else { throw fail("analysis.method", "must be full or randomized") }
         let compare = try section("compare", ["target_loss"])

@@ -7,8 +7,8 @@ import SubspaceTraining
 extension PipelineStages {
     /// ΔW = teacher − base per linear module: spectra, figures and rank-R factors (→ `output/analysis`),
     /// spread over the ranks. Skipped when a complete analysis at this rank is already there.
-    func analysis(base: Done, teacher: Done) throws -> Done {
-        let folder = path("analysis")
+    func analysis(base: Done, teacher: Done, name: String = "analysis") throws -> Done {
+        let folder = path(name)
         let lineage = SHA256.hex(Array("analysis \(config.analysisRank) \(config.analysisMethod) \(base.lineage) \(teacher.lineage)".utf8))
         var complete: [Int32] = [isRoot && DeltaAnalysisWriter.isComplete(folder: folder, rank: config.analysisRank) ? 1 : 0]
         try world.broadcast(&complete, root: 0)
@@ -36,8 +36,8 @@ extension PipelineStages {
     }
 
     /// The comparison report of teacher and students (→ `output/report`); returns report.html's path.
-    func compare(base: String, teacher: String, students: [(String, String)], analysis: String) throws -> String {
-        let folder = path("report")
+    func compare(base: String, teacher: String, students: [(String, String)], analysis: String, name: String = "report") throws -> String {
+        let folder = path(name)
         let options = ComparisonOptions(base: base, teacher: teacher, students: students.map { StudentRun(name: $0.0, folder: $0.1) },
                                         targetLoss: config.targetLoss, analysis: analysis)
         let (_, files) = try RunComparison.run(options, output: folder, communicator: world)

@@ -97,6 +97,8 @@ public final class QKFreezeStudy {
         guard world.rank == 0 else { return nil }
         let results = StudyResults(study: StudyDescription(config), plan: plan, groups: groups, command: command)
         let written = try StudyReport.write(results, to: output)
+        try StudyFinding(study: "qk-freeze", title: "Q/K freeze: standard vs orthogonal vs orthogonal-and-frozen W_q, W_k",
+                         report: "report.html", finding: results.finding, command: command).write(to: output)
         report(.wrote(written))
         return results
     }

@@ -273,6 +273,14 @@ public struct StudyResults: Sendable, Codable, Equatable {
         return out
     }
 
+    /// One line for the index page: each hypothesis's verdict with its measured figure.
+    public var finding: String {
+        let seeds = study.seeds.count
+        return verdict.map { "\($0.id) \($0.verdict)" }.joined(separator: ", ")
+            + " (\(seeds) seed\(seeds == 1 ? "" : "s")); "
+            + (verdict.first { $0.id == "H2" }.map { "H2: \($0.measured)" } ?? "")
+    }
+
     /// The relative noise of a tokens/s comparison between `modes`: the largest of each run's half
     /// interquartile range over its median and each mode's coefficient of variation over seeds.
     func speedNoiseBand(_ modes: [QKFreezeMode]) -> Double {

@@ -11,9 +11,11 @@ struct Pipeline: ParsableCommand {
     @Option(help: "Pipeline config (configs/pipeline.yaml).") var config: String = "configs/pipeline.yaml"
 
     func run() throws {
+        let arguments = CommandLine.arguments.dropFirst().map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
         RankedJob.run { job in
             let p = try PipelineConfig.load(path: config)
-            let report = try DeltaStudentsPipeline.run(config: p, context: job.studyContext())
+            let command = "mpirun -np \(job.world.size) subspace \(arguments)"
+            let report = try DeltaStudentsPipeline.run(config: p, context: job.studyContext(), command: command)
             job.log("report: \(report)")
         }
     }
