@@ -51,7 +51,8 @@ import SubspaceModel
             + #"{"role": "assistant", "content": "a"}, {"role": "user", "content": "ignored"}]}"#
         let data = try dataset(line, sequence: 32)
         let prompt = "system: s\nuser: u\nassistant: "
-        #expect(data.examples[0] == SFTExample(prompt: prompt, response: "a"))
+        #expect(data.examples[0].prompt == prompt && data.examples[0].response == "a")
+        #expect(data.examples[0].messages?.count == 4)
         let P = prompt.utf8.count  // 29
         let full = bytes(prompt) + [97, 10]
         var targets = [Int32](repeating: ignored, count: 32)
@@ -60,7 +61,7 @@ import SubspaceModel
         #expect(data.sample(0) == TrainingSample(ids: full + [0], targets: targets))
         // Multi-turn: the last assistant message is the response, earlier ones are prompt.
         let turns = try SFTJSONL.parse(#"{"messages": [{"role": "user", "content": "1"}, {"role": "assistant", "content": "2"}, {"role": "user", "content": "3"}, {"role": "assistant", "content": "4"}]}"#, file: "t")
-        #expect(turns == [SFTExample(prompt: "user: 1\nassistant: 2\nuser: 3\nassistant: ", response: "4")])
+        #expect(turns.map(\.prompt) == ["user: 1\nassistant: 2\nuser: 3\nassistant: "] && turns.map(\.response) == ["4"])
     }
 
     @Test func truncationAndDropping() throws {

@@ -181,7 +181,7 @@ public struct ChatTemplate: Sendable, Equatable {
     }
 
     /// Python's `str.strip()` / Jinja's `trim`: whitespace off both ends.
-    static func trimmed(_ s: String) -> String {
+    public static func trimmed(_ s: String) -> String {
         let scalars = Array(s.unicodeScalars)
         var a = 0, b = scalars.count
         while a < b && scalars[a].properties.isWhitespace { a += 1 }

@@ -37,8 +37,12 @@ extension TrainConfig {
                         "corpus: a token-shard folder made by `subspace data corpus`; sft: a folder with train.jsonl "
                         + "and test.jsonl (made by `subspace data sft`, or your own)."),
                 .text("path", \.path, "The data folder (see kind)."),
-                .text("tokenizer", \.tokenizer, "bytes (one token per byte), a byte-level BPE tokenizer.json, or a folder holding one."),
+                .text("tokenizer", \.tokenizer, "bytes (one token per byte), a BPE tokenizer.json (GPT-2, Qwen2, Llama-3, Llama-2 shapes), or a folder holding one."),
                 .int("sequence", \.sequence, .positive, "Tokens per training sequence; at most model.context."),
+                .choice("chat_format", \.chatFormat, ChatFormatChoice.allCases,
+                        "SFT examples in the messages shape: auto (the chat template in tokenizer_config.json or "
+                        + "chat_template.jinja beside the tokenizer; plain when there is none), chatml, llama3, llama2, "
+                        + "or plain (\"user: ...\\nassistant: \", for byte-level models). With a template every assistant turn is trained."),
             ]),
             .required("training", \TrainConfig.training, "The optimizer and its schedule.", [
                 .int("steps", \.steps, .positive, "Optimizer steps."),

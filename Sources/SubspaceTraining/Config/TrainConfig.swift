@@ -41,6 +41,9 @@ public struct TrainConfig: Sendable, Equatable {
         public var tokenizer = "bytes"
         /// Tokens per training sequence (≤ model.context).
         public var sequence = 64
+        /// How `messages` SFT examples are rendered: the tokenizer's template (`auto`), a named format, or
+        /// `plain` (`"user: …\nassistant: "`, for byte-level models).
+        public var chatFormat: ChatFormatChoice = .auto
     }
 
     public struct Training: Sendable, Equatable {

@@ -41,6 +41,12 @@ public struct SFTDataset: TrainingSampleSource {
         public var ids: [Int32]
         /// How many of `ids` are the prompt.
         public var promptCount: Int
+        /// Chat examples: the ranges of `ids` that are trained (every assistant turn and its end token);
+        /// nil: everything after the prompt.
+        public var trained: [Range<Int>]? = nil
+        /// Chat examples: the ids a generation of the last reply starts from, and that reply.
+        public var evaluationPrompt: [Int32]? = nil
+        public var evaluationResponse: String? = nil
     }
 
     public let sequence: Int
@@ -57,21 +63,51 @@ public struct SFTDataset: TrainingSampleSource {
     public var count: Int { tokenized.count }
 
     /// Reads a JSONL file (see `SFTJSONL` for the shapes accepted).
-    public init(file: String, tokenizer: any Tokenizer, sequence: Int) throws {
-        try self.init(examples: try SFTJSONL.read(file: file), tokenizer: tokenizer, sequence: sequence, source: file)
+    public init(file: String, tokenizer: any Tokenizer, sequence: Int, chat: ChatTemplate? = nil) throws {
+        try self.init(examples: try SFTJSONL.read(file: file), tokenizer: tokenizer, sequence: sequence, chat: chat, source: file)
     }
 
     /// Tokenizes `examples`; `source` names them in errors. Throws when no example fits.
-    public init(examples: [SFTExample], tokenizer: any Tokenizer, sequence: Int, source: String = "<examples>") throws {
+    ///
+    /// With a `chat` template other than `plain`, an example read from `messages` is the whole
+    /// conversation as the template renders it (the ids `apply_chat_template` gives), and every assistant
+    /// turn with its end token is trained; everything else is masked. Its evaluation pair is the
+    /// conversation before the last reply with the generation prompt, and that reply. Generation stops at
+    /// the template's end tokens.
+    public init(examples: [SFTExample], tokenizer: any Tokenizer, sequence: Int, chat: ChatTemplate? = nil,
+                source: String = "<examples>") throws {
         precondition(sequence > 0, "sequence \(sequence)")
         self.sequence = sequence
         let marker = Self.endMarker(for: tokenizer)
         precondition(!marker.isEmpty, "the tokenizer encodes \"\\n\" as no ids")
         endMarker = marker
-        stopTokens = [marker[0]]
+        let template = chat.flatMap { $0.format == .plain ? nil : $0 }
+        let chatStops = template.map { Set($0.stopTokens(tokenizer).map { Int32($0) }) } ?? []
+        stopTokens = Set([marker[0]]).union(chatStops)
         var kept: [SFTExample] = [], tokenized: [Tokenized] = []
         var summary = Summary(examples: examples.count, kept: 0, droppedLongPrompt: 0, truncated: 0)
         for example in examples {
+            if let template, let messages = example.messages {
+                let (all, ranges) = try template.encode(messages, tokenizer: tokenizer, addGenerationPrompt: false, source: source)
+                guard let first = ranges.first, first.lowerBound >= 1, first.lowerBound <= sequence else {
+                    summary.droppedLongPrompt += 1
+                    continue
+                }
+                var ids = all.map { Int32($0) }
+                if ids.count > sequence + 1 {
+                    ids.removeLast(ids.count - (sequence + 1))
+                    summary.truncated += 1
+                }
+                let last = messages.lastIndex { $0.role == "assistant" }!
+                let prompt = try template.encode(Array(messages[..<last]), tokenizer: tokenizer, addGenerationPrompt: true, source: source).ids
+                var response = messages[last].content
+                if template.format == .llama3 || template.format == .llama2 { response = ChatTemplate.trimmed(response) }
+                kept.append(example)
+                tokenized.append(Tokenized(ids: ids, promptCount: first.lowerBound,
+                                           trained: ranges.map { $0.clamped(to: 0..<ids.count) }.filter { !$0.isEmpty },
+                                           evaluationPrompt: prompt.map { Int32($0) }, evaluationResponse: response))
+                continue
+            }
             let prompt = tokenizer.encode(example.prompt).map { Int32($0) }
             guard prompt.count <= sequence else {
                 summary.droppedLongPrompt += 1
@@ -104,6 +140,13 @@ public struct SFTDataset: TrainingSampleSource {
         precondition(index >= 0 && index < count, "sample \(index) of \(count)")
         precondition(ids.count == sequence && targets.count == sequence, "buffers must hold \(sequence) ids")
         let example = tokenized[index], full = example.ids, L = full.count, P = example.promptCount
+        if let trained = example.trained {
+            for t in 0..<sequence {
+                ids[t] = t < L ? full[t] : padding
+                targets[t] = t + 1 < L && trained.contains { $0.contains(t + 1) } ? full[t + 1] : TrainingSample.ignored
+            }
+            return
+        }
         for t in 0..<sequence {
             ids[t] = t < L ? full[t] : padding
             targets[t] = t + 1 >= P && t + 1 < L ? full[t + 1] : TrainingSample.ignored
@@ -114,6 +157,7 @@ public struct SFTDataset: TrainingSampleSource {
     /// correct generation spells before the end marker.
     public func evaluationPair(_ index: Int) -> (promptIDs: [Int32], response: String) {
         let example = tokenized[index]
+        if let prompt = example.evaluationPrompt, let response = example.evaluationResponse { return (prompt, response) }
         return (Array(example.ids[..<example.promptCount]), examples[index].response)
     }
 }

@@ -1,20 +1,26 @@
 import Foundation
+import SubspaceModel
 
 /// One supervised fine-tuning example: the model reads `prompt` and learns to continue it with `response`.
 public struct SFTExample: Sendable, Equatable, Codable {
     public var prompt: String
     public var response: String
+    /// The conversation, for examples read in the `messages` shape: with a chat format other than `plain`
+    /// it is rendered by the model's template and every assistant turn is trained (see `SFTDataset`).
+    public var messages: [ChatMessage]?
 
-    public init(prompt: String, response: String) {
+    public init(prompt: String, response: String, messages: [ChatMessage]? = nil) {
         self.prompt = prompt
         self.response = response
+        self.messages = messages
     }
 }
 
 /// Reads SFT examples from JSONL: one JSON object per line; blank lines are skipped. Accepted shapes, tried
 /// in this order:
 ///
-/// - `{"messages": [{"role": …, "content": …}, …]}` (chat): the response is the content of the last message
+/// - `{"messages": [{"role": …, "content": …}, …]}` (chat; with a chat format other than `plain` the whole
+///   conversation is kept and rendered by the template, see `SFTDataset`): the response is the content of the last message
 ///   whose role is `assistant`; the prompt renders every message before it, one per line, as
 ///   `"<role>: <content>\n"`, and then `"assistant: "`. So `[user "Hi", assistant "Hello"]` becomes prompt
 ///   `"user: Hi\nassistant: "` and response `"Hello"`. Messages after the last assistant message are ignored.
@@ -77,7 +83,8 @@ public enum SFTJSONL {
                 throw fail("'messages' has no message with role 'assistant'")
             }
             let prompt = turns[..<last].map { "\($0.role): \($0.content)\n" }.joined() + "assistant: "
-            return SFTExample(prompt: prompt, response: turns[last].content)
+            return SFTExample(prompt: prompt, response: turns[last].content,
+                              messages: turns.map { ChatMessage(role: $0.role, content: $0.content) })
         }
         if let prompt = try string("prompt") {
             guard let response = try string("response") ?? string("completion") else {

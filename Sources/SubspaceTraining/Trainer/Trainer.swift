@@ -21,6 +21,7 @@ public final class Trainer {
     let validation: (any TrainingSampleSource)?
     let sft: SFTDataset?
     let testExamples: [SFTExample]
+    let testSet: SFTDataset?
     let tokenizer: any Tokenizer
     let report: (TrainingEvent) -> Void
     public let schedule: LearningRateSchedule
@@ -92,11 +93,16 @@ public final class Trainer {
             validation = CorpusDataset(shards: shards, split: .validation, sequence: c.data.sequence)
             sft = nil
             testExamples = []
+            testSet = nil
         case .sft:
-            let train = try SFTDataset(file: (c.data.path as NSString).appendingPathComponent("train.jsonl"), tokenizer: tokenizer, sequence: c.data.sequence)
+            let chat = try ChatTemplate.resolve(c.data.chatFormat, config: try TokenizerConfig.near(c.data.tokenizer))
+            try chat.check(tokenizer, source: c.data.tokenizer)
+            let train = try SFTDataset(file: (c.data.path as NSString).appendingPathComponent("train.jsonl"), tokenizer: tokenizer,
+                                       sequence: c.data.sequence, chat: chat)
             let testPath = (c.data.path as NSString).appendingPathComponent("test.jsonl")
             let test = FileManager.default.fileExists(atPath: testPath)
-                ? try SFTDataset(file: testPath, tokenizer: tokenizer, sequence: c.data.sequence) : nil
+                ? try SFTDataset(file: testPath, tokenizer: tokenizer, sequence: c.data.sequence, chat: chat) : nil
+            testSet = test
             data = train
             validation = test
             sft = train
@@ -244,11 +250,12 @@ public final class Trainer {
             var correct = [0.0]
             for i in stride(from: comm.rank, to: count, by: comm.size) {
                 let example = testExamples[i]
-                let prompt = tokenizer.encode(example.prompt).map(Int32.init)
+                let pair = testSet?.evaluationPair(i)
+                let prompt = pair?.promptIDs ?? tokenizer.encode(example.prompt).map(Int32.init)
                 guard prompt.count < model.config.maxPositions else { continue }
                 let output = generator.generate(prompt: prompt, options: SamplingOptions(maxNewTokens: c.evaluation.maxNewTokens, stopTokens: sft.stopTokens))
                 let answer = output.filter { !sft.stopTokens.contains($0) }.map(Int.init)
-                if (try? tokenizer.decode(answer)) == example.response { correct[0] += 1 }
+                if (try? tokenizer.decode(answer)) == (pair?.response ?? example.response) { correct[0] += 1 }
             }
             engine.collective("all-reduce exact match") { try comm.allReduce(&correct, op: .sum) }
             metrics.exactMatch = correct[0] / Double(count)
