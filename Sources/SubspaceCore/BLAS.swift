@@ -40,6 +40,17 @@ public enum BLAS {
                     x, 1, beta, y, 1)
     }
 
+    /// C ← alpha · Aᵀ·A + beta · C in double precision, row-major: A is [k, n] (k rows of width n), C is
+    /// [n, n] and only its upper triangle (row ≤ column) is written. For covariances Σ xxᵀ of rows x.
+    public static func syrkTransposed(
+        n: Int, k: Int, alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
+        beta: Double = 1, c: UnsafeMutablePointer<Double>, ldc: Int
+    ) {
+        precondition(n >= 0 && k >= 0 && lda >= max(1, n) && ldc >= max(1, n), "syrk: bad sizes n=\(n) k=\(k) lda=\(lda) ldc=\(ldc)")
+        if n == 0 { return }
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(n), Int32(k), alpha, a, Int32(lda), beta, c, Int32(ldc))
+    }
+
     /// y ← alpha · x + y
     public static func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         cblas_saxpy(Int32(count), alpha, x, 1, y, 1)

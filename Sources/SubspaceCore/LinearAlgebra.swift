@@ -142,6 +142,25 @@ public enum LAPACK {
         return (w, v.transposed())
     }
 
+    /// Eigendecomposition of a symmetric n×n matrix in double precision (`dsyevd`), row-major `a` with
+    /// n² values of which only the upper triangle is read. Returns the eigenvalues ascending and the
+    /// eigenvectors as rows: `vectors[i·n ..< (i+1)·n]` is the unit eigenvector of `values[i]`. Double
+    /// precision because the smallest eigenvalues of a covariance (what null-space methods keep) sit
+    /// near float32's rounding of the largest.
+    public static func symmetricEigen(_ a: [Double], n: Int) throws(LAPACKError) -> (values: [Double], vectors: [Double]) {
+        precondition(a.count == n * n, "symmetricEigen: \(a.count) values for n = \(n)")
+        var w = [Double](repeating: 0, count: n)
+        if n == 0 { return (w, []) }
+        // Column-major on the row-major buffer reads Aᵀ; with uplo "L" that is A's upper triangle, and
+        // the column-major eigenvector columns come back as rows of the row-major buffer.
+        var v = a
+        let info = v.withUnsafeMutableBufferPointer { pa in
+            LAPACKE_dsyevd(subspace_lapack_col_major, lapackChar("V"), lapackChar("L"), Int32(n), pa.baseAddress, Int32(n), &w)
+        }
+        if info != 0 { throw LAPACKError(routine: "dsyevd", info: info, shape: [n, n]) }
+        return (w, v)
+    }
+
     /// Thin QR of an m×n matrix (`sgeqrf` + `sorgqr`), k = min(m, n): Q [m, k] with orthonormal columns,
     /// R [k, n] upper triangular, A = Q · R. R's diagonal signs are LAPACK's (not normalised).
     public static func qr(_ a: Tensor) throws(LAPACKError) -> (q: Tensor, r: Tensor) {

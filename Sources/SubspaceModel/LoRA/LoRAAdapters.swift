@@ -16,7 +16,7 @@ public final class LoRAAdapters: @unchecked Sendable {
         public var bCount: Int
     }
 
-    public let config: LoRAConfig
+    public private(set) var config: LoRAConfig
     public let adapters: [Adapter]
     public let storage: TensorStorage
     public let gradientStorage: TensorStorage
@@ -64,6 +64,11 @@ public final class LoRAAdapters: @unchecked Sendable {
             let bound = 1 / Float(a.module.inFeatures).squareRoot()
             rng.fillUniform(UnsafeMutableBufferPointer(start: storage.pointer + a.aOffset, count: a.aCount), low: -bound, high: bound)
         }
+    }
+
+    /// Makes one factor (PEFT `lora_A` or `lora_B`) of every adapter trainable or frozen.
+    public func setTraining(_ factor: LoRAFactor, _ trains: Bool) {
+        if factor == .down { config.trainA = trains } else { config.trainB = trains }
     }
 
     public func adapter(path: String) -> Adapter? { adapters.first { $0.module.path == path } }

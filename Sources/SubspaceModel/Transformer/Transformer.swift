@@ -18,6 +18,8 @@ public final class Transformer: @unchecked Sendable {
     public var frozen: Set<TensorRole> = []
     /// LoRA adapters applied on top of the base weights, if any.
     public var adapters: LoRAAdapters?
+    /// Sees every linear group's input rows during forward (activation capture), when set.
+    public var linearInputObserver: (any LinearInputObserver)?
     /// Per-op timing, when set.
     public var profiler: Profiler?
     /// Dropout probability on the embedding output and on each attention and MLP branch before it joins
@@ -204,6 +206,7 @@ public final class Transformer: @unchecked Sendable {
                                bias: pOpt(.layer(l, .qBias)), N: N, IC: C, OC: S)
             }
             timed(.lora) { adapters?.forward(layer: l, group: .qkv, out: a.qkv[l].pointer, ldOut: S, inp: a.norm1[l].pointer, ldIn: C, N: N) }
+            linearInputObserver?.observe(layer: l, group: .qkv, rows: a.norm1[l].pointer, stride: C, width: C, batch: B, sequence: T)
             timed(.rotary) {
                 rotary?.apply(qkv: a.qkv[l].pointer, rowStride: S, queryHeads: Hq, kvHeads: Hkv, kOffset: c.queryWidth, B: B, T: T)
             }
@@ -216,6 +219,7 @@ public final class Transformer: @unchecked Sendable {
                                bias: pOpt(.layer(l, .oBias)), N: N, IC: c.queryWidth, OC: C, accumulate: !dropping)
             }
             timed(.lora) { adapters?.forward(layer: l, group: .o, out: attnTarget, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, N: N) }
+            linearInputObserver?.observe(layer: l, group: .o, rows: a.attnOut[l].pointer, stride: c.queryWidth, width: c.queryWidth, batch: B, sequence: T)
             if dropping {
                 drop(attnTarget, mask: a.attentionMask[l].pointer, count: N * C)
                 BLAS.axpy(count: N * C, alpha: 1, x: attnTarget, y: mid)
@@ -230,6 +234,7 @@ public final class Transformer: @unchecked Sendable {
                                N: N, IC: C, OC: preWidth)
             }
             timed(.lora) { adapters?.forward(layer: l, group: .gateUp, out: pre, ldOut: preWidth, inp: a.norm2[l].pointer, ldIn: C, N: N) }
+            linearInputObserver?.observe(layer: l, group: .gateUp, rows: a.norm2[l].pointer, stride: C, width: C, batch: B, sequence: T)
             timed(.activation) {
                 if c.gatedMLP {
                     SwiGLU.forward(out: act, gateUp: pre, N: N, I: I)
@@ -244,6 +249,7 @@ public final class Transformer: @unchecked Sendable {
                                bias: pOpt(.layer(l, .downBias)), N: N, IC: I, OC: C, accumulate: !dropping)
             }
             timed(.lora) { adapters?.forward(layer: l, group: .down, out: mlpTarget, ldOut: C, inp: act, ldIn: I, N: N) }
+            linearInputObserver?.observe(layer: l, group: .down, rows: act, stride: I, width: I, batch: B, sequence: T)
             if dropping {
                 drop(mlpTarget, mask: a.mlpMask[l].pointer, count: N * C)
                 BLAS.axpy(count: N * C, alpha: 1, x: mlpTarget, y: next)

@@ -58,6 +58,17 @@ public struct FreezeCheck: Sendable {
         return roles
     }
 
+    /// The adapter factors the config means to freeze: for `lora.initialisation: lora-null`, those of
+    /// the variant recorded in the adapter folder's null_space.json (read here, not taken from the
+    /// model); none for other LoRA runs.
+    public static func intendedFrozenFactors(config: TrainConfig) throws -> Set<LoRAFactor> {
+        guard let lora = config.lora, lora.initialisation == .loraNull, let folder = lora.adapter else { return [] }
+        guard let manifest = try LoRANullManifest.read(folder: folder) else {
+            throw TrainingError.configuration("lora.adapter: \(folder) has no \(LoRANullManifest.fileName)")
+        }
+        return Set(manifest.variant.frozenFactors)
+    }
+
     /// `config` with one step at the peak learning rate and nothing written outside `output`.
     static func oneStep(_ config: TrainConfig, output: String) -> TrainConfig {
         var c = config
@@ -111,6 +122,10 @@ public struct FreezeCheck: Sendable {
         let trainer = try Trainer(config: config, communicator: communicator, prepareModel: { model in
             try mode.prepare(model, seed: config.run.seed, options: options)
             for name in simulateUnfrozen {
+                if let factor = LoRAFactor(rawValue: name), let adapters = model.adapters {
+                    adapters.setTraining(factor, true)
+                    continue
+                }
                 guard let entry = model.layout.entry(named: name) else {
                     throw TrainingError.configuration("simulated unfrozen tensor '\(name)' is not in the model (names look like '\(model.layout.entries[1].name)')")
                 }
@@ -121,6 +136,7 @@ public struct FreezeCheck: Sendable {
         })
         let model = trainer.model
         let intended = try intendedFrozen(config: config, mode: mode, layout: model.layout)
+        let intendedFactors = try intendedFrozenFactors(config: config)
         let report = ParameterReport(model: model)
         let before = try trainer.engine.fullParameters()
         let adaptersBefore = model.adapters.map { a in a.adapters.map { (a.factor($0, b: false), a.factor($0, b: true)) } }
@@ -168,7 +184,8 @@ public struct FreezeCheck: Sendable {
                     let trains = isB ? adapters.config.trainB : adapters.config.trainA
                     // dL/dA = scale · Bᵀ·(…): with B = 0 at the start, A gets no gradient in the first step.
                     let exempt = !isB && b0.scalars.allSatisfy { $0 == 0 } ? "no gradient in the first step (B starts at zero)" : nil
-                    outcomes.append(outcome(PEFTAdapter.key(adapter, b: isB), count: old.count, intendedFrozen: !trains,
+                    outcomes.append(outcome(PEFTAdapter.key(adapter, b: isB), count: old.count,
+                                            intendedFrozen: intendedFactors.contains(isB ? .up : .down),
                                             markedFrozen: !trains, changed, exempt: exempt))
                 }
             }

@@ -79,11 +79,14 @@ extension TrainConfig {
                        "Modules to adapt by PEFT name (target_modules), or one element 're:PATTERN' matching whole module paths."),
                 .number("dropout", \.dropout, .unitInterval, "Dropout on the adapters' input."),
                 .bool("rslora", \.rslora, "Rank-stabilised scale alpha / √rank instead of alpha / rank."),
-                .choice("initialisation", \.initialisation, [.random, .svdDelta, .pissa],
+                .choice("initialisation", \.initialisation, [.random, .svdDelta, .pissa, .loraNull],
                         "random: B zero, so training starts from the base; svd-delta: from lora.factors; "
-                        + "pissa: from the base weights' principal singular vectors."),
+                        + "pissa: from the base weights' principal singular vectors; lora-null: from lora.adapter."),
                 .optionalText("factors", \.factors,
                               "For svd-delta: the factors.safetensors written by `subspace delta-svd`; needed then, not allowed otherwise."),
+                .optionalText("adapter", \.adapter,
+                              "For lora-null: the folder written by `subspace lora-null build`; its variant decides which factor is frozen, "
+                              + "and lora.rank, lora.alpha and lora.targets must equal the folder's. Needed then, not allowed otherwise."),
             ]),
             .required("evaluation", \TrainConfig.evaluation, "Validation during training.", [
                 .int("every", \.every, .nonNegative, "Evaluate every this many steps and at the end; 0: only at the end."),

@@ -98,6 +98,9 @@ extension TrainConfig {
         if let lora, lora.initialisation == .svdDelta, let factors = lora.factors, isFolder(factors) != false {
             throw missing("lora.factors", factors, "a file")
         }
+        if let lora, lora.initialisation == .loraNull, let adapter = lora.adapter, isFolder(adapter) != true {
+            throw missing("lora.adapter", adapter, "a folder")
+        }
         if case .path(let path) = checkpoint.resume, isFolder(path) == nil {
             throw missing("checkpoint.resume", path, "a checkpoint")
         }
@@ -206,6 +209,18 @@ extension TrainConfig {
             throw ConfigError(.value, key: "lora.factors",
                               "is \(factors), but only lora.initialisation svd-delta reads it (it is \(initialisation.rawValue)); "
                               + "set initialisation: svd-delta or factors: null", related: ["lora.initialisation"])
+        default:
+            break
+        }
+        switch (lora.initialisation, lora.adapter) {
+        case (.loraNull, nil):
+            throw ConfigError(.value, key: "lora.adapter",
+                              "is null, but lora.initialisation lora-null starts the adapters from it: set it to a folder "
+                              + "written by `subspace lora-null build`", related: ["lora.initialisation"])
+        case (let initialisation, let adapter?) where initialisation != .loraNull:
+            throw ConfigError(.value, key: "lora.adapter",
+                              "is \(adapter), but only lora.initialisation lora-null reads it (it is \(initialisation.rawValue)); "
+                              + "set initialisation: lora-null or adapter: null", related: ["lora.initialisation"])
         default:
             break
         }

@@ -74,7 +74,7 @@ public struct TrainConfig: Sendable, Equatable {
     }
 
     public struct LoRA: Sendable, Equatable {
-        public enum Initialisation: String, Sendable, Equatable { case random, svdDelta = "svd-delta", pissa }
+        public enum Initialisation: String, Sendable, Equatable { case random, svdDelta = "svd-delta", pissa, loraNull = "lora-null" }
         public var rank = 8
         public var alpha: Float = 16
         /// Module names (PEFT's target_modules list) or, with one element starting with `re:`, a pattern.
@@ -84,6 +84,10 @@ public struct TrainConfig: Sendable, Equatable {
         public var initialisation: Initialisation = .random
         /// For `svd-delta`: the factors.safetensors written by `subspace delta-svd`.
         public var factors: String? = nil
+        /// For `lora-null`: a folder written by `subspace lora-null build` (PEFT files + null_space.json).
+        public var adapter: String? = nil
+
+        public init() {}
     }
 
     public struct Evaluation: Sendable, Equatable {

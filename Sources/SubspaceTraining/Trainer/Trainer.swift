@@ -66,10 +66,29 @@ public final class Trainer {
         if let lora = c.lora {
             let targets: LoRAConfig.Targets = lora.targets.count == 1 && lora.targets[0].hasPrefix("re:")
                 ? .pattern(String(lora.targets[0].dropFirst(3))) : .names(lora.targets)
-            let adapters = try LoRAAdapters(config: LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: targets,
+            var adapters = try LoRAAdapters(config: LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: targets,
                                                                dropout: lora.dropout, useRSLoRA: lora.rslora),
                                             model: model.config, seed: c.run.seed)
             switch lora.initialisation {
+            case .loraNull:
+                guard let path = lora.adapter else { throw TrainingError.configuration("lora.adapter: required for lora-null") }
+                let folder = try LoRANull.Folder(folder: path, model: model.config)
+                guard let manifest = folder.manifest else {
+                    throw TrainingError.configuration("lora.adapter: \(path) has no \(LoRANullManifest.fileName) (not written by `subspace lora-null build`)")
+                }
+                let built = folder.loaded.config
+                guard lora.rank == manifest.rank else {
+                    throw TrainingError.configuration("lora.rank: \(lora.rank), but the adapter in \(path) has rank \(manifest.rank)")
+                }
+                guard lora.alpha == manifest.alpha else {
+                    throw TrainingError.configuration("lora.alpha: \(lora.alpha), but the adapter in \(path) was built with alpha \(manifest.alpha)")
+                }
+                guard targets == built.targets, lora.rslora == built.useRSLoRA else {
+                    throw TrainingError.configuration("lora.targets: \(lora.targets), but the adapter in \(path) targets \(built.targets) (rslora \(built.useRSLoRA))")
+                }
+                let prepared = try folder.prepareTraining(model, seed: c.run.seed, dropout: lora.dropout)
+                adapters = prepared.adapters
+                pissaStart = prepared.initial
             case .random: break
             case .svdDelta:
                 guard let factors = lora.factors else { throw TrainingError.configuration("lora.factors: required for svd-delta") }
@@ -272,6 +291,11 @@ public final class Trainer {
         if let adapters = model.adapters {
             let export = try pissaStart.map { try LoRAInitialisation.pissaAsLoRA(adapters, initial: $0, model: model.config) } ?? adapters
             try PEFTAdapter.save(export, model: model.config, to: folder, baseModel: config.model.path ?? "")
+            // A LoRA-Null adapter keeps its manifest (variant, export kind, calibration eigenvalues) for verification.
+            if let lora = config.lora, lora.initialisation == .loraNull, let source = lora.adapter,
+               let manifest = try LoRANullManifest.read(folder: source) {
+                try manifest.write(folder: folder)
+            }
         } else {
             let export = Transformer(config: model.config)
             parameters.withUnsafeBufferPointer { export.parameterStorage.pointer.update(from: $0.baseAddress!, count: $0.count) }
