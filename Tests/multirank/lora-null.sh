@@ -98,6 +98,29 @@ import sys; h = open('$WORK/ver-$variant/report.html').read()
 sys.exit(0 if h.count('<svg') == 3 and '<script' not in h and open('$WORK/ver-$variant/report.md').read().startswith('# LoRA-Null') else 1)"
 done
 
+# The knowledge-preservation study, scaled down: 5 methods, 2-point grids with one extension, 2 seeds.
+"$SUBSPACE" data sft --output "$WORK/sft" --seed 1 --train 128 --test 16 > /dev/null || fail "sft data"
+STUDY=(--config "$ROOT/configs/lora-null.yaml" --set run.output="$WORK/study" --set data.path="$WORK/sft" --set data.sequence=32
+       --set training.steps=6 --set training.global_batch=8 --set training.micro_batch=4 --set training.warmup=1
+       --set evaluation.sequences=8 --set evaluation.exact_match=4 --set evaluation.max_new_tokens=3
+       --set study.base_model="$BASE" --set study.corpus="$WORK/corpus" --set study.rank=4 --set study.alpha=4
+       --set study.calibration_sequences=8 --set study.forgetting_sequences=8 --set "study.seeds=[1, 2]" --set study.max_extensions=1
+       --set "study.learning_rates={full: [0.001, 0.003], lora: [0.003, 0.01], null: [0.003, 0.01], v1: [0.003, 0.01], v2: [0.003, 0.01]}")
+if local_mpirun 2 "$SUBSPACE" lora-null study "${STUDY[@]}" > "$WORK/study.log" 2>&1; then
+    R="$WORK/study/results.json"
+    expect "study: 5 methods, each at a swept rate with 2 seeds of task loss and forgetting" json "$R" \
+        "[m['method'] for m in r['methods']] == ['full', 'lora', 'null', 'v1', 'v2'] and all(len(m['forgetting']['values']) == 2 and len(m['task_val_loss']['values']) == 2 and len(m['sweep']['points']) >= 2 for m in r['methods'])"
+    expect "study: null/v1/v2 compared with LoRA and full FT, findings written" json "$R" "len(r['comparisons']) == 6 and len(r['findings']) >= 3"
+    expect "study: report.html with the trade-off plot" grep -q "Task quality vs forgetting" "$WORK/study/report.html"
+    local_mpirun 2 "$SUBSPACE" lora-null study "${STUDY[@]}" > "$WORK/study2.log" 2>&1
+    expect "study rerun: every run skipped, same results" python3 -c "
+import json, sys
+log = open('$WORK/study2.log').read()
+sys.exit(0 if 'training →' not in log and json.load(open('$R'))['methods'] == json.load(open('$R'))['methods'] else 1)"
+else
+    fail "study"; tail -5 "$WORK/study.log"
+fi
+
 # Bad input: named, non-zero exit, no hung rank.
 build 2 "$WORK/bad-target" --variant null --targets q_proj,qq_proj; rc=$?
 expect "unknown target: error names it" test $rc -ne 0 -a -n "$(grep -l qq_proj "$WORK/bad-target.log")"

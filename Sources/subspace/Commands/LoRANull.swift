@@ -14,7 +14,7 @@ struct LoRANullCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lora-null",
         abstract: "LoRA-Null: null-space adapters from calibration covariances (build), their verification (verify), and the knowledge-preservation study.",
-        subcommands: [LoRANullBuildCommand.self, LoRANullVerifyCommand.self])
+        subcommands: [LoRANullBuildCommand.self, LoRANullVerifyCommand.self, LoRANullStudyCommand.self])
 }
 
 /// Where calibration data come from, shared by build and verify.
@@ -108,6 +108,34 @@ struct LoRANullVerifyCommand: ParsableCommand {
             let report = try LoRANullVerify.run(o, communicator: job.world, command: "mpirun -np \(job.world.size) subspace \(arguments)") { job.log($0) }
             for line in report.findings { job.log(line) }
             job.log("→ \(output)/verification.json, report.md, report.html")
+        }
+    }
+}
+
+struct LoRANullStudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "study",
+        abstract: "The knowledge-preservation experiment: full FT, LoRA, LoRA-Null null/v1/v2 at one rank and budget, per-method LR sweeps, seeds; task quality vs forgetting.",
+        discussion: """
+            The config's training sections are the SFT fine-tune every method runs (the study sets the base, \
+            the LoRA section and the learning rate per run); its `study:` section names the base (or how to \
+            pre-train it), the corpus whose held-out loss measures forgetting (and whose train split \
+            calibrates LoRA-Null), the methods, rank, learning-rate grids and seeds. Every run lives in \
+            run.output and is skipped when done with the same configuration. Writes results.json, \
+            report.md and report.html (trade-off plot) into run.output.
+            """)
+
+    @Option(help: ArgumentHelp("Study config (configs/lora-null.yaml).", valueName: "file")) var config: String
+    @Option(name: .customLong("set"), help: "Override a key, e.g. --set training.steps=100 or --set 'study.seeds=[1, 2, 3]' (repeatable).")
+    var overrides: [String] = []
+
+    func run() throws {
+        let arguments = CommandLine.arguments.dropFirst().map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+        RankedJob.run { job in
+            let study = try LoRANullStudyConfig.load(path: config, overrides: overrides)
+            let results = try LoRANullStudy.run(study, context: job.studyContext(), command: "mpirun -np \(job.world.size) subspace \(arguments)")
+            for line in results.findings { job.log(line) }
+            job.log("→ \(study.train.run.output)/results.json, report.md, report.html")
         }
     }
 }
