@@ -29,7 +29,7 @@ analysis: {rank: 4, method: full}
 YAML
 start=$(date +%s)
 local_mpirun 2 "$SUBSPACE" pipeline --config "$WORK/pipeline.yaml" > "$WORK/first.log" 2>&1
-expect "pipeline np=2 finishes" test $? -eq 0 || tail -30 "$WORK/first.log"
+status=$?; expect "pipeline np=2 finishes" test $status -eq 0; [ $status -eq 0 ] || tail -30 "$WORK/first.log"
 R="$WORK/runs/delta/report"
 expect "report.html, report.md, summary.json" test -s "$R/report.html" -a -s "$R/report.md" -a -s "$R/summary.json"
 expect "summary: equal budgets, 2 seeds per method, sweeps extended or bracketed, rank study" $CHECK pipeline-summary "$R/summary.json"
