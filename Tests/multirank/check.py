@@ -127,6 +127,38 @@ def pipeline_summary(path):
     return None
 
 
+def floats(path):
+    """name → list of float32 values of a safetensors file (F32 tensors only)."""
+    return {name: list(struct.unpack(f"<{len(raw) // 4}f", raw)) for name, raw in tensors(path).items()}
+
+
+def same_transfer(a, b, rtol):
+    """Two lora-x outputs agree: the same modules and decisions, φ within rtol, and every adapter value
+    within rtol of the largest magnitude in its tensor."""
+    with open(f"{a}/transfer.json") as f:
+        x = json.load(f)
+    with open(f"{b}/transfer.json") as f:
+        y = json.load(f)
+    mx, my = {m["name"]: m for m in x["modules"]}, {m["name"]: m for m in y["modules"]}
+    if set(mx) != set(my):
+        return "different modules"
+    for name in mx:
+        if mx[name]["transferred"] != my[name]["transferred"]:
+            return f"{name}: transferred differs"
+        for key in ("phi_u", "phi_v", "chance"):
+            if abs(mx[name][key] - my[name][key]) > float(rtol):
+                return f"{name} {key}: {mx[name][key]} vs {my[name][key]}"
+    ta, tb = floats(f"{a}/adapter_model.safetensors"), floats(f"{b}/adapter_model.safetensors")
+    if set(ta) != set(tb):
+        return "different adapter tensors"
+    for name in ta:
+        scale = max(1e-30, max(abs(v) for v in tb[name]))
+        worst = max(abs(u - v) for u, v in zip(ta[name], tb[name])) / scale
+        if worst > float(rtol):
+            return f"{name}: worst difference {worst:.2e} of its largest value"
+    return None
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     error = globals()[command.replace("-", "_")](*args)
