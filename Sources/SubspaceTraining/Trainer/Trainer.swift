@@ -247,7 +247,7 @@ public final class Trainer {
 
     /// Validation loss over `evaluation.sequences` held-out sequences split across ranks, and for SFT the
     /// exact-match accuracy of greedy answers on held-out examples.
-    func evaluate(step: Int) throws -> EvaluationMetrics? {
+    public func evaluate(step: Int) throws -> EvaluationMetrics? {
         guard let validation, validation.count > 0 else { return nil }
         let c = config, comm = communicator
         let total = min(c.evaluation.sequences, validation.count)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SubspaceAnalysis
 import SubspaceCore
+import SubspaceStudies
 
 /// `subspace lora-x …`: training-free transfer of a LoRA adapter to another base model (the default
 /// subcommand), and `subspace lora-x study` (the experiment).
@@ -9,7 +10,7 @@ struct LoRAX: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lora-x",
         abstract: "LoRA-X: carry a LoRA adapter to another base model through the target's singular subspaces, keeping its rank.",
-        subcommands: [LoRAXTransferCommand.self],
+        subcommands: [LoRAXTransferCommand.self, LoRAXStudyCommand.self],
         defaultSubcommand: LoRAXTransferCommand.self)
 }
 
@@ -76,6 +77,32 @@ struct LoRAXTransferCommand: ParsableCommand {
                 "ranks": r.worldSize, "seconds": r.wallSeconds,
                 "min_phi": phis.min() ?? .nan, "mean_phi": phis.isEmpty ? .nan : phis.reduce(0, +) / Double(phis.count),
             ]))
+            fflush(nil)
+        }
+    }
+}
+
+/// `subspace lora-x study --config configs/lora-x.yaml [--set study.key=value …]`, under mpirun: the
+/// related pair and the unrelated control, trained, transferred and scored; rank 0 writes the report.
+struct LoRAXStudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "study",
+        abstract: "The LoRA-X experiment: transfer to a related base (should help) and to an unrelated one (should not).")
+
+    @Option(help: "The study config (configs/lora-x.yaml).") var config: String
+    @Option(name: .customLong("set"), help: "Override a study key: study.key=value (repeatable).") var overrides: [String] = []
+
+    func run() throws {
+        RankedJob.run { job in
+            let c = try LoRAXStudyConfig.load(path: config, overrides: overrides)
+            let context = job.studyContext()
+            guard let results = try LoRAXStudy.run(config: c, context: context) else { return }
+            let files = try LoRAXStudyReport.write(results, to: c.output)
+            print("")
+            print(LoRAXStudyReport.similarityTable(results).plainText)
+            print(LoRAXStudyReport.armTable(results).plainText)
+            print(LoRAXStudyReport.verdictTable(results).plainText)
+            for f in files { job.log("wrote \(f)") }
             fflush(nil)
         }
     }

@@ -1,0 +1,116 @@
+import Foundation
+import SubspaceAnalysis
+import SubspaceCore
+
+/// Writes the study's `results.json`, `report.md`, a self-contained `report.html` and its SVG plots.
+public enum LoRAXStudyReport {
+    public static func write(_ r: LoRAXStudyResults, to folder: String) throws -> [String] {
+        func path(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try AtomicFile.write(Array(try encoder.encode(r)) + Array("\n".utf8), to: path("results.json"))
+        let plots = [("exact_match.svg", chart(r, loss: false).render()), ("val_loss.svg", chart(r, loss: true).render())]
+        for (name, svg) in plots { try AtomicFile.write(Array(svg.xml.utf8), to: path(name)) }
+        try AtomicFile.write(Array(markdown(r, plots: plots.map(\.0)).utf8), to: path("report.md"))
+        // The first seed's transfer similarity plots, inlined.
+        var transferPlots: [String] = []
+        for name in ["transfer-b1-transferred-s", "transfer-control-s"] {
+            let seed = r.arms.first?.seed ?? 1
+            if let svg = try? String(contentsOfFile: path("\(name)\(seed)/similarity_u.svg"), encoding: .utf8) { transferPlots.append(svg) }
+        }
+        try AtomicFile.write(Array(html(r, plots: plots.map(\.1), transferPlots: transferPlots).utf8), to: path("report.html"))
+        return ["results.json", "report.md", "report.html"].map(path) + plots.map { path($0.0) }
+    }
+
+    static func chart(_ r: LoRAXStudyResults, loss: Bool) -> BarChart {
+        var chart = BarChart(title: loss ? "SFT test loss by adapter (mean over seeds)" : "SFT exact match by adapter (mean over seeds)",
+                             xLabel: "base · adapter", yLabel: loss ? "validation loss" : "exact match")
+        chart.categories = r.summaries.map { "\($0.base) · \($0.arm)" }
+        chart.series = [BarChart.Series(label: loss ? "val loss" : "exact match", color: Palette.color(loss ? 1 : 0),
+                                        values: r.summaries.map { (loss ? $0.valLoss : $0.exactMatch)?.mean })]
+        if !loss { chart.yRange = 0...1 }
+        return chart
+    }
+
+    public static func armTable(_ r: LoRAXStudyResults) -> MarkdownTable {
+        var t = MarkdownTable(["base", "adapter", "seeds", "exact match", "val loss"])
+        for s in r.summaries {
+            t.add([s.base, s.arm, String(s.valLoss?.values.count ?? 0), s.exactMatch?.formatted(3) ?? "—", s.valLoss?.formatted(4) ?? "—"])
+        }
+        return t
+    }
+
+    public static func similarityTable(_ r: LoRAXStudyResults) -> MarkdownTable {
+        var t = MarkdownTable(["pair", "k", "mean φ_U", "mean φ_V", "chance U/V", "φ/chance U/V", "‖ΔW_t‖/‖ΔW_s‖", "under the threshold"])
+        for s in r.similarities {
+            t.add([s.pair, s.k.map(String.init).joined(separator: ","), String(format: "%.4f", s.meanPhiU), String(format: "%.4f", s.meanPhiV),
+                   String(format: "%.4f / %.4f", s.meanChanceU, s.meanChanceV), String(format: "%.2f / %.2f", s.meanRatioU, s.meanRatioV),
+                   s.meanNormRatio.map { String(format: "%.3f", $0) } ?? "—",
+                   s.refusal ?? "\(s.defaultThresholdTransferred) of \(s.mapped) transferred"])
+        }
+        return t
+    }
+
+    public static func verdictTable(_ r: LoRAXStudyResults) -> MarkdownTable {
+        var t = MarkdownTable(["claim", "metric", "difference", "t (Welch)", "verdict"])
+        for v in r.verdicts {
+            t.add([v.claim, v.metric, String(format: "%+.4f", v.comparison.difference), String(format: "%.2f", v.comparison.t), v.comparison.verdict.rawValue])
+        }
+        return t
+    }
+
+    static let explanation = """
+        B0 is pretrained on the corpus; B1 is B0 trained further on the corpus with another seed (other batches): \
+        the related pair. The control is pretrained like B0 from another seed: unrelated. Per seed, a LoRA trained \
+        on B0 for the SFT task is carried to B1 by LoRA-X (no training) and scored on the SFT test set against no \
+        adapter, the same adapter copied unchanged, and a LoRA trained on B1 directly (the ceiling). On the control \
+        the threshold refuses the transfer (similarity at chance), so it is forced with threshold 0 to show it does \
+        not help. Verdicts: Welch's t over seeds, |t| ≥ 2, else "not distinguishable".
+        """
+
+    static func markdown(_ r: LoRAXStudyResults, plots: [String]) -> String {
+        var md = "# LoRA-X study\n\n" + explanation + "\n\n"
+        md += String(format: "%d ranks, %.0f s.\n\n", r.worldSize, r.wallSeconds)
+        md += "## Subspace similarity of the base pairs\n\n" + similarityTable(r).markdown + "\n"
+        md += "## Scores on the SFT test set\n\n" + armTable(r).markdown + "\n"
+        md += plots.map { "![\($0)](\($0))\n\n" }.joined()
+        md += "## Verdicts\n\n" + verdictTable(r).markdown + "\n"
+        md += "## Configuration\n\n```yaml\n" + r.config + "```\n"
+        return md
+    }
+
+    static func html(_ r: LoRAXStudyResults, plots: [SVGDocument], transferPlots: [String]) -> String {
+        var h = """
+        <!DOCTYPE html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <title>Subspace: LoRA-X study</title>
+        <style>
+        body { font-family: Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+        table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
+        th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+        th { background: #f4f4f4; }
+        td:first-child, th:first-child { text-align: left; }
+        figure { margin: 1.5em 0; overflow-x: auto; }
+        </style>
+        </head>
+        <body>
+        <h1>LoRA-X study</h1>
+
+        """
+        h += "<p>\(escapeXML(explanation))</p>\n"
+        h += "<h2>Subspace similarity of the base pairs</h2>\n" + similarityTable(r).html
+        for svg in transferPlots {
+            // Inline the SVG element without its XML declaration.
+            let element = svg.components(separatedBy: "?>").dropFirst().joined(separator: "?>")
+            h += "<figure>\n\(element.isEmpty ? svg : element)\n</figure>\n"
+        }
+        h += "<h2>Scores on the SFT test set</h2>\n" + armTable(r).html
+        for svg in plots { h += "<figure>\n\(svg.element)\n</figure>\n" }
+        h += "<h2>Verdicts</h2>\n" + verdictTable(r).html
+        h += "<h2>Configuration</h2>\n<pre>\(escapeXML(r.config))</pre>\n"
+        return h + "</body>\n</html>\n"
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+import SubspaceAnalysis
+import SubspaceDistributed
+@testable import SubspaceTraining
+@testable import SubspaceStudies
+import SubspaceTestSupport
+
+@Suite struct LoRAXStudyTests {
+    static var repository: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    @Test func shippedConfigReadsAndOverridesApply() throws {
+        let c = try LoRAXStudyConfig.load(path: Self.repository + "/configs/lora-x.yaml",
+                                          overrides: ["study.seeds=[4, 5, 6]", "study.threshold=0.3", "study.subspace_rank=null"])
+        #expect(c.seeds == [4, 5, 6] && c.threshold == 0.3 && c.subspaceRank == nil)
+        #expect(c.seeds.count >= 3 && c.baseSeed != c.controlSeed)
+        // The resolved YAML reads back to the same settings.
+        let folder = try TestFiles.temporaryFolder("lorax-config")
+        defer { TestFiles.cleanUp(folder) }
+        try TestFiles.write(c.resolvedYAML, to: folder + "/resolved.yaml")
+        #expect(try LoRAXStudyConfig.load(path: folder + "/resolved.yaml") == c)
+    }
+
+    @Test func badKeysAndValuesNameTheKey() throws {
+        let folder = try TestFiles.temporaryFolder("lorax-config")
+        defer { TestFiles.cleanUp(folder) }
+        func message(_ yaml: String, _ overrides: [String] = []) -> String {
+            try! TestFiles.write(yaml, to: folder + "/c.yaml")
+            do { _ = try LoRAXStudyConfig.load(path: folder + "/c.yaml", overrides: overrides); return "" } catch { return "\(error)" }
+        }
+        #expect(message("study:\n  sedes: [1]\n").contains("study.sedes: unknown key"))
+        #expect(message("study:\n  lora_steps: ten\n").contains("study.lora_steps: must be an integer"))
+        #expect(message("study:\n  control_seed: 1\n").contains("study.control_seed"))
+        #expect(message("study:\n  seeds: []\n").contains("study.seeds"))
+        #expect(message("training:\n  steps: 1\n").contains("one top-level section 'study:'"))
+        #expect(message("study: {}\n", ["study.threshold=2"]).contains("threshold must be in [0, 1]"))
+    }
+
+    /// The whole study at toy size on two in-process ranks: every arm scored for every seed, the related
+    /// pair far above chance and transferred, the control refused under the threshold, the report written.
+    @Test func tinyStudyRunsEndToEnd() throws {
+        let output = try TestFiles.temporaryFolder("lorax-study")
+        defer { TestFiles.cleanUp(output) }
+        let sft = output + "/sft"
+        _ = try SFTGenerator(seed: 1).write(to: sft, train: 64, test: 8)
+        var c = LoRAXStudyConfig()
+        c.output = output + "/study"
+        c.baseConfig = Self.repository + "/configs/base.yaml"
+        c.loraConfig = Self.repository + "/configs/student-lora.yaml"
+        c.corpus = StudyTestSupport.corpus
+        c.sft = sft
+        c.common = ["model.layers=1", "model.width=32", "model.heads=2", "model.context=32", "data.sequence=32",
+                    "training.global_batch=4", "training.micro_batch=2", "training.warmup=1", "checkpoint.every=0",
+                    "evaluation.every=0", "evaluation.max_new_tokens=4"]
+        c.baseSteps = 6
+        c.continueSteps = 2
+        c.loraSteps = 3
+        c.seeds = [1, 2]
+        c.evaluationSequences = 4
+        c.exactMatchExamples = 4
+        let config = c
+        let results = try LocalCluster.run(size: 2, timeout: 900) { comm in
+            try LoRAXStudy.run(config: config, context: StudyContext(world: comm))
+        }
+        let r = try #require(results[0])
+        #expect(results[1] == nil)
+        let arms = Set(r.summaries.map { "\($0.base)/\($0.arm)" })
+        for arm in ["b0/source", "b1/none", "b1/copied", "b1/direct", "b1/transferred", "control/none", "control/copied",
+                    "control/transferred (threshold 0)"] {
+            #expect(arms.contains(arm), "\(arm) missing from \(arms.sorted())")
+        }
+        #expect(r.arms.count == r.summaries.count * 2)
+        let related = try #require(r.similarities.first { $0.pair.hasPrefix("b0 → b1") })
+        let control = try #require(r.similarities.first { $0.pair == "b0 → control" })
+        #expect(related.meanRatioU > 2 && related.defaultThresholdTransferred > 0, "\(related)")
+        #expect(control.meanRatioU < 2 && control.refusal != nil, "\(control)")
+        let files = try LoRAXStudyReport.write(r, to: c.output)
+        for f in files { #expect(FileManager.default.fileExists(atPath: f), "\(f)") }
+        let html = try String(contentsOfFile: c.output + "/report.html", encoding: .utf8)
+        #expect(html.contains("<svg") && html.contains("b0 → control"))
+    }
+}
