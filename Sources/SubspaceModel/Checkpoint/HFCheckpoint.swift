@@ -16,17 +16,24 @@ public enum HFCheckpoint {
     public static func load(folder: String) throws -> Transformer {
         let config = try ModelConfig(hfConfigAt: (folder as NSString).appendingPathComponent("config.json"))
         let files = try TensorFolder(folder: folder)
-        let model = Transformer(config: config)
         let naming = HFNaming(config: config)
         let expected = naming.tensors
         let known = Set(expected.map(\.name))
         if let stray = files.names.first(where: { !known.contains($0) && !naming.isIgnorable($0) }) {
             throw CheckpointError(folder: folder, tensor: stray, reason: "not a tensor of a \(config.family.rawValue) model with this config.json")
         }
+        // Every shape from the files' headers first, so sizes config.json claims are checked before allocating them.
         for hf in expected {
             guard files.contains(hf.name) else {
                 throw CheckpointError(folder: folder, tensor: hf.name, reason: "missing (expected shape \(hf.shape))")
             }
+            let shape = try files.info(hf.name).shape
+            guard shape == hf.shape else {
+                throw CheckpointError(folder: folder, tensor: hf.name, reason: "shape \(shape), but config.json implies \(hf.shape)")
+            }
+        }
+        let model = Transformer(config: config)
+        for hf in expected {
             let value = try files.tensor(hf.name)
             guard value.shape == hf.shape else {
                 throw CheckpointError(folder: folder, tensor: hf.name, reason: "shape \(value.shape), but config.json implies \(hf.shape)")

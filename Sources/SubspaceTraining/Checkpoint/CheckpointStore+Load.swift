@@ -12,7 +12,22 @@ extension CheckpointStore {
     /// Loads `checkpoint` (a `step-…` folder) into the engine's model, moments and optimizer step, for
     /// whatever world size and stage the engine has. Every file is checked against the manifest's size
     /// and SHA-256 first; a mismatch names the file. Every rank checks the same files, so all agree.
-    public static func load(_ checkpoint: String, into engine: ZeroEngine) throws -> Restored {
+    /// What a checkpoint's manifest says, checked: the format, `step` and `optimizer_step` ≥ 0,
+    /// `world_size` ≥ 1 with one rank file per rank, `zero_stage` in 0...3, the model's integer settings
+    /// and every tensor's shape against `model`. Reads only the manifest, so it is cheap enough to run
+    /// before anything is written.
+    public struct Manifest {
+        public let step: Int
+        public let optimizerStep: Int
+        public let worldSize: Int
+        public let zeroStage: Int
+        public let lineage: RunLineage?
+        let tensors: [String: Any]
+        let files: [[String: Any]]
+        let extra: [String: String]
+    }
+
+    public static func inspect(_ checkpoint: String, model: Transformer) throws -> Manifest {
         func fail(_ message: String) -> TrainingError { .checkpoint("\(checkpoint): \(message)") }
         let manifestPath = (checkpoint as NSString).appendingPathComponent(manifestName)
         guard let data = FileManager.default.contents(atPath: manifestPath),
@@ -24,7 +39,30 @@ extension CheckpointStore {
               let tensors = manifest["tensors"] as? [String: Any], let files = manifest["files"] as? [[String: Any]] else {
             throw fail("\(manifestName) lacks step, optimizer_step, tensors or files")
         }
-        let model = engine.model
+        guard step >= 0 else { throw fail("\(manifestName) has step \(step); a step is ≥ 0") }
+        guard optimizerStep >= 0 else { throw fail("\(manifestName) has optimizer_step \(optimizerStep); it is ≥ 0") }
+        guard let worldSize = manifest["world_size"] as? Int, worldSize >= 1 else {
+            throw fail("\(manifestName) has world_size \(manifest["world_size"].map { "\($0)" } ?? "missing"); it is an integer ≥ 1")
+        }
+        guard let stage = manifest["zero_stage"] as? Int, (0...3).contains(stage) else {
+            throw fail("\(manifestName) has zero_stage \(manifest["zero_stage"].map { "\($0)" } ?? "missing"); it is 0, 1, 2 or 3")
+        }
+        let expectedNames = (0..<worldSize).map { String(format: "rank-%05d-of-%05d.safetensors", $0, worldSize) }
+        let names = files.compactMap { $0["name"] as? String }
+        guard names.sorted() == expectedNames else {
+            throw fail("\(manifestName) lists files \(names.sorted()), but world_size \(worldSize) means \(expectedNames.first!) … \(expectedNames.last!)")
+        }
+        if let recorded = manifest["model"] as? [String: Any] {
+            // The shape's main keys first, so a changed width is reported as the width.
+            let first = ["n_embd", "hidden_size", "n_layer", "num_hidden_layers", "n_head", "num_attention_heads", "vocab_size"]
+            let ordered = model.config.hfConfig.sorted { a, b in
+                (first.firstIndex(of: a.key) ?? first.count, a.key) < (first.firstIndex(of: b.key) ?? first.count, b.key)
+            }
+            for (key, value) in ordered {
+                guard let mine = value as? Int, let theirs = recorded[key] as? Int, mine != theirs else { continue }
+                throw fail("was written for a model with \(key) \(theirs); this model has \(mine)")
+            }
+        }
         for e in model.layout.entries {
             guard let t = tensors[e.name] as? [String: Any], let shape = t["shape"] as? [Int] else {
                 throw fail("has no tensor '\(e.name)' (was it written for another model?)")
@@ -32,6 +70,25 @@ extension CheckpointStore {
             guard shape == e.shape else { throw fail("tensor '\(e.name)' has shape \(shape), the model needs \(e.shape)") }
         }
         if tensors.count != model.layout.entries.count { throw fail("holds \(tensors.count) tensors, the model has \(model.layout.entries.count)") }
+        let extra = manifest["extra"] as? [String: String] ?? [:]
+        return Manifest(step: step, optimizerStep: optimizerStep, worldSize: worldSize, zeroStage: stage,
+                        lineage: extra["lineage"].flatMap(RunLineage.init(json:)), tensors: tensors, files: files, extra: extra)
+    }
+
+    /// The lineage a checkpoint's manifest records, if it records one (read before anything is checked).
+    public static func recordedLineage(_ checkpoint: String) -> RunLineage? {
+        let manifestPath = (checkpoint as NSString).appendingPathComponent(manifestName)
+        guard let data = FileManager.default.contents(atPath: manifestPath),
+              let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let text = (manifest["extra"] as? [String: Any])?["lineage"] as? String else { return nil }
+        return RunLineage(json: text)
+    }
+
+    public static func load(_ checkpoint: String, into engine: ZeroEngine) throws -> Restored {
+        func fail(_ message: String) -> TrainingError { .checkpoint("\(checkpoint): \(message)") }
+        let model = engine.model
+        let inspected = try inspect(checkpoint, model: model)
+        let (step, optimizerStep, tensors, files) = (inspected.step, inspected.optimizerStep, inspected.tensors, inspected.files)
 
         // Check every file, then index its pieces.
         var pieces: [String: [(start: Int, count: Int, file: SafetensorsFile, key: String)]] = [:]
@@ -105,6 +162,6 @@ extension CheckpointStore {
             }
         }
         engine.adam.restore(step: optimizerStep)
-        return Restored(step: step, extra: manifest["extra"] as? [String: String] ?? [:])
+        return Restored(step: step, extra: inspected.extra)
     }
 }

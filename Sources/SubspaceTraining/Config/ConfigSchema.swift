@@ -113,6 +113,21 @@ extension ConfigField {
                     yaml: { YAMLText.list($0[keyPath: path]) })
     }
 
+    /// A non-empty list of non-empty text, or null.
+    static func optionalTexts(_ name: String, _ path: WritableKeyPath<Section, [String]?>, _ meaning: String) -> Self {
+        let type = "a non-empty list of text or null"
+        func valid(_ list: [String]) -> Bool { !list.isEmpty && !list.contains("") }
+        return Self(name: name, type: type, meaning: meaning,
+                    read: { section, value in
+                        if value.isNull { section[keyPath: path] = nil; return }
+                        let list = try value.texts(type)
+                        guard valid(list) else { throw value.typeError(type) }
+                        section[keyPath: path] = list
+                    },
+                    accepts: { $0[keyPath: path].map(valid) ?? true },
+                    yaml: { $0[keyPath: path].map(YAMLText.list) ?? "null" })
+    }
+
     static func choice<E: RawRepresentable & Equatable>(
         _ name: String, _ path: WritableKeyPath<Section, E>, _ cases: [E], _ meaning: String
     ) -> Self where E.RawValue == String {

@@ -117,6 +117,9 @@ public struct IntRule: Sendable {
 
     public static let positive = IntRule(min: 1)
     public static let nonNegative = IntRule(min: 0)
+    /// A model or batch dimension: positive, and small enough that products of a few cannot overflow
+    /// (the memory estimate then says whether the run fits).
+    public static let size = IntRule(min: 1, max: 1 << 24)
 
     public func accepts(_ value: Int) -> Bool { value >= min && value <= (max ?? .max) }
     public var expected: String { max.map { "an integer in \(min)...\($0)" } ?? "an integer ≥ \(min)" }

@@ -18,15 +18,15 @@ extension TrainConfig {
                 .choice("family", \.family, ModelFamily.allCases,
                         "Architecture: gpt2 (LayerNorm, GELU, learned positions), llama (RMSNorm, rotary, SwiGLU, "
                         + "grouped-query attention) or qwen2 (llama with q/k/v biases)."),
-                .int("layers", \.layers, .positive, "Transformer blocks."),
-                .int("width", \.width, .positive, "Residual width (hidden size); heads must divide it."),
-                .int("heads", \.heads, .positive, "Attention heads."),
-                .optionalInt("kv_heads", \.kvHeads, .positive,
+                .int("layers", \.layers, .size, "Transformer blocks."),
+                .int("width", \.width, .size, "Residual width (hidden size); heads must divide it."),
+                .int("heads", \.heads, .size, "Attention heads."),
+                .optionalInt("kv_heads", \.kvHeads, .size,
                              "Key/value heads (grouped-query attention, llama and qwen2); must divide heads; null: as many as heads."),
-                .optionalInt("intermediate", \.intermediate, .positive,
+                .optionalInt("intermediate", \.intermediate, .size,
                              "MLP hidden width; null: 4 × width for gpt2, 8/3 × width rounded up to a multiple of 64 otherwise."),
-                .int("context", \.context, .positive, "Positions: the longest sequence the model can take."),
-                .int("vocab", \.vocab, .positive, "Vocabulary size (at least 256 with the bytes tokenizer)."),
+                .int("context", \.context, .size, "Positions: the longest sequence the model can take."),
+                .int("vocab", \.vocab, IntRule(min: 1, max: Int(Int32.max)), "Vocabulary size (at least 256 with the bytes tokenizer)."),
                 .number("init_std", \.initStd, .positive, "Standard deviation of the normal initialisation of a new model."),
                 .number("dropout", \.dropout, .unitInterval,
                         "Dropout on the embedding output and on each attention and MLP branch before the residual add "
@@ -38,7 +38,7 @@ extension TrainConfig {
                         + "and test.jsonl (made by `subspace data sft`, or your own)."),
                 .text("path", \.path, "The data folder (see kind)."),
                 .text("tokenizer", \.tokenizer, "bytes (one token per byte), a BPE tokenizer.json (GPT-2, Qwen2, Llama-3, Llama-2 shapes), or a folder holding one."),
-                .int("sequence", \.sequence, .positive, "Tokens per training sequence; at most model.context."),
+                .int("sequence", \.sequence, .size, "Tokens per training sequence; at most model.context."),
                 .choice("chat_format", \.chatFormat, ChatFormatChoice.allCases,
                         "SFT examples in the messages shape: auto (the chat template in tokenizer_config.json or "
                         + "chat_template.jinja beside the tokenizer; plain when there is none), chatml, llama3, llama2, "
@@ -46,9 +46,9 @@ extension TrainConfig {
             ]),
             .required("training", \TrainConfig.training, "The optimizer and its schedule.", [
                 .int("steps", \.steps, .positive, "Optimizer steps."),
-                .int("global_batch", \.globalBatch, .positive,
+                .int("global_batch", \.globalBatch, .size,
                      "Sequences per optimizer step across all ranks: micro_batch × ranks × accumulation steps."),
-                .int("micro_batch", \.microBatch, .positive,
+                .int("micro_batch", \.microBatch, .size,
                      "Sequences per forward pass on one rank; micro_batch × ranks must divide global_batch."),
                 .number("learning_rate", \.learningRate, .positive, "Peak learning rate."),
                 .number("min_learning_rate", \.minLearningRate, .positive,
@@ -64,7 +64,7 @@ extension TrainConfig {
                                 "Clip the global gradient norm to this; null turns clipping off."),
                 .int("zero_stage", \.zeroStage, IntRule(min: 0, max: 3),
                      "ZeRO stage: 0 replicated; 1 shards optimizer state; 2 also gradients; 3 also parameters."),
-                .int("bucket_mb", \.bucketMB, .positive,
+                .int("bucket_mb", \.bucketMB, IntRule(min: 1, max: 1 << 20),
                      "ZeRO 0-1: gradients are all-reduced in buckets of consecutive layers of at most this many MiB."),
                 .bool("overlap_communication", \.overlapCommunication,
                       "ZeRO 0-1: reduce each bucket on a communication thread while backward continues."),
@@ -75,8 +75,9 @@ extension TrainConfig {
                       "LoRA adapters on a frozen base; present (even `lora: {}`) trains them, absent or null trains the model itself.", [
                 .int("rank", \.rank, .positive, "Adapter rank r."),
                 .number("alpha", \.alpha, .positive, "Scale numerator: the update is alpha / rank · B·A."),
-                .texts("targets", \.targets, nonEmpty: true,
-                       "Modules to adapt by PEFT name (target_modules), or one element 're:PATTERN' matching whole module paths."),
+                .optionalTexts("targets", \.targets,
+                               "Modules to adapt by PEFT name (target_modules), or one element 're:PATTERN' matching whole module paths; "
+                               + "null: the family's query and value projections (gpt2: c_attn; llama, qwen2: q_proj, v_proj)."),
                 .number("dropout", \.dropout, .unitInterval, "Dropout on the adapters' input."),
                 .bool("rslora", \.rslora, "Rank-stabilised scale alpha / √rank instead of alpha / rank."),
                 .choice("initialisation", \.initialisation, [.random, .svdDelta, .pissa, .loraNull],
@@ -119,6 +120,9 @@ extension TrainConfig {
                         case .path(let path): YAMLText.scalar(path)
                         }
                     }),
+                .bool("allow_other_lineage", \.allowOtherLineage,
+                      "Resume a checkpoint whose lineage (data, model source and shape, seed, batch, optimizer, LoRA; "
+                      + "see lineage.json in the run folder) differs from this run's; otherwise that is refused, naming both."),
             ]),
             .required("faults", \TrainConfig.faults, "Failure handling.", [
                 .number("watchdog_seconds", \.watchdogSeconds, .positive,

@@ -191,8 +191,8 @@ extension TrainConfig {
 
     private func validateLoRA() throws {
         guard let lora else { return }
-        if let pattern = lora.targets.first(where: { $0.hasPrefix("re:") }) {
-            guard lora.targets.count == 1 else {
+        if let targets = lora.targets, let pattern = targets.first(where: { $0.hasPrefix("re:") }) {
+            guard targets.count == 1 else {
                 throw ConfigError(.value, key: "lora.targets",
                                   "'\(pattern)' is a pattern, which must be the only element (targets are names or one pattern)")
             }

@@ -77,8 +77,9 @@ public struct TrainConfig: Sendable, Equatable {
         public enum Initialisation: String, Sendable, Equatable { case random, svdDelta = "svd-delta", pissa, loraNull = "lora-null" }
         public var rank = 8
         public var alpha: Float = 16
-        /// Module names (PEFT's target_modules list) or, with one element starting with `re:`, a pattern.
-        public var targets: [String] = ["q_proj", "v_proj"]
+        /// Module names (PEFT's target_modules list) or, with one element starting with `re:`, a pattern;
+        /// nil: the family's attention query and value projections (`defaultTargets`).
+        public var targets: [String]? = nil
         public var dropout: Float = 0
         public var rslora = false
         public var initialisation: Initialisation = .random
@@ -88,6 +89,11 @@ public struct TrainConfig: Sendable, Equatable {
         public var adapter: String? = nil
 
         public init() {}
+
+        /// PEFT's defaults per architecture: gpt2's fused `c_attn`, llama's and qwen2's `q_proj` and `v_proj`.
+        public static func defaultTargets(_ family: ModelFamily) -> [String] {
+            family == .gpt2 ? ["c_attn"] : ["q_proj", "v_proj"]
+        }
     }
 
     public struct Evaluation: Sendable, Equatable {
@@ -108,6 +114,8 @@ public struct TrainConfig: Sendable, Equatable {
         public var keep = 2
         /// `auto`: the newest checkpoint in run.output, if any; `never`: start afresh; or a checkpoint folder.
         public var resume: Resume = .auto
+        /// Resume a checkpoint whose lineage (data, model, shape, trajectory settings) differs from this run's.
+        public var allowOtherLineage = false
     }
 
     public struct Faults: Sendable, Equatable {

@@ -87,9 +87,11 @@ public struct SFTGenerator: Sendable {
         return sets
     }
 
+    static let readmeTitle = "# Arithmetic SFT set (synthetic)"
+
     func readme(train: Int, test: Int) -> String {
         """
-        # Arithmetic SFT set (synthetic)
+        \(Self.readmeTitle)
 
         Made by `subspace data sft --seed \(seed) --train \(train) --test \(test)`; the same command makes
         the same files byte for byte.

@@ -28,6 +28,8 @@ public final class Trainer {
     /// PiSSA's initial factors: the base now holds W − scale·B₀·A₀, so the exported adapter carries them
     /// to express the change against the original base.
     var pissaStart: [Float]? = nil
+    /// What this run is (data, model, shape, trajectory settings): in lineage.json and every checkpoint.
+    public let lineage: RunLineage
     public var store: CheckpointStore { CheckpointStore(folder: (config.run.output as NSString).appendingPathComponent("checkpoints")) }
 
     /// `prepareModel` runs once the model exists (initialised or loaded, frozen tensors and adapters set)
@@ -41,6 +43,8 @@ public final class Trainer {
         self.report = report
         let c = config
 
+        // Sizes first: a run that cannot fit is an error naming the key, not a failed allocation.
+        try MemoryEstimate(config: c, model: try c.modelShape(), worldSize: communicator.size).check()
         tokenizer = try Tokenizers.load(c.data.tokenizer)
         switch c.model.source {
         case .hf:
@@ -64,11 +68,17 @@ public final class Trainer {
         model.frozen = try Trainer.frozenTensors(c.training.freeze, layout: model.layout)
         model.dropout = c.model.dropout
         if let lora = c.lora {
-            let targets: LoRAConfig.Targets = lora.targets.count == 1 && lora.targets[0].hasPrefix("re:")
-                ? .pattern(String(lora.targets[0].dropFirst(3))) : .names(lora.targets)
-            var adapters = try LoRAAdapters(config: LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: targets,
+            let names = lora.targets ?? TrainConfig.LoRA.defaultTargets(model.config.family)
+            let targets: LoRAConfig.Targets = names.count == 1 && names[0].hasPrefix("re:")
+                ? .pattern(String(names[0].dropFirst(3))) : .names(names)
+            var adapters: LoRAAdapters
+            do {
+                adapters = try LoRAAdapters(config: LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: targets,
                                                                dropout: lora.dropout, useRSLoRA: lora.rslora),
                                             model: model.config, seed: c.run.seed)
+            } catch let error as LoRAError {
+                throw TrainingError.configuration("lora.targets: \(error.reason)" + (lora.targets == nil ? " (the default for \(model.config.family.rawValue))" : ""))
+            }
             switch lora.initialisation {
             case .loraNull:
                 guard let path = lora.adapter else { throw TrainingError.configuration("lora.adapter: required for lora-null") }
@@ -84,7 +94,7 @@ public final class Trainer {
                     throw TrainingError.configuration("lora.alpha: \(lora.alpha), but the adapter in \(path) was built with alpha \(manifest.alpha)")
                 }
                 guard targets == built.targets, lora.rslora == built.useRSLoRA else {
-                    throw TrainingError.configuration("lora.targets: \(lora.targets), but the adapter in \(path) targets \(built.targets) (rslora \(built.useRSLoRA))")
+                    throw TrainingError.configuration("lora.targets: \(names), but the adapter in \(path) targets \(built.targets) (rslora \(built.useRSLoRA))")
                 }
                 let prepared = try folder.prepareTraining(model, seed: c.run.seed, dropout: lora.dropout)
                 adapters = prepared.adapters
@@ -137,6 +147,7 @@ public final class Trainer {
                             maxGradientNorm: c.training.gradClip, bucketBytes: c.training.bucketMB << 20,
                             overlap: c.training.overlapCommunication && MPIEnvironment.current.map { $0.providedThreadLevel >= .serialized } ?? true)
         runner = StepRunner(engine: engine)
+        lineage = RunLineage(config: c, model: model.config)
         schedule = LearningRateSchedule(peak: c.training.learningRate, warmupSteps: c.training.warmup, totalSteps: c.training.steps,
                                         minimumRate: c.training.schedule == .cosine ? c.training.minLearningRate : c.training.learningRate)
     }
@@ -168,11 +179,30 @@ public final class Trainer {
         }
     }
 
-    /// The step the run will resume from (0 for a fresh start), without loading anything.
-    public func resumePointStep() throws -> Int {
+    /// The step the run will resume from (0 for a fresh start), without loading anything: `checkResume()`.
+    public func resumePointStep() throws -> Int { try checkResume() }
+
+    /// Checks the checkpoint the run would resume from, reading only its manifest (every rank reads the
+    /// same one, so all agree): a valid manifest of this model's shapes, of this run's lineage (unless
+    /// `checkpoint.allow_other_lineage`; a checkpoint without one is judged by its folder's lineage.json),
+    /// and a step no later than `training.steps`. Returns its step, or 0 for a fresh start.
+    public func checkResume() throws -> Int {
         guard let path = try resumePoint() else { return 0 }
-        let data = FileManager.default.contents(atPath: (path as NSString).appendingPathComponent(CheckpointStore.manifestName))
-        return (data.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }?["step"] as? Int) ?? 0
+        if !config.checkpoint.allowOtherLineage {
+            let runFolder = ((path as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+            let theirs = CheckpointStore.recordedLineage(path) ?? RunLineage(file: (runFolder as NSString).appendingPathComponent(RunLineage.fileName))
+            if let theirs, theirs != lineage {
+                throw TrainingError.checkpoint("checkpoint.resume: \(path) belongs to a run of another lineage: "
+                    + lineage.differences(from: theirs).joined(separator: "; ")
+                    + "; choose another run.output (or checkpoint.resume: never there), or set checkpoint.allow_other_lineage: true to resume it anyway")
+            }
+        }
+        let manifest = try CheckpointStore.inspect(path, model: model)
+        if manifest.step > config.training.steps {
+            throw TrainingError.configuration("training.steps: \(config.training.steps) is less than the step \(manifest.step) of the checkpoint "
+                + "\(path) this run would resume; raise training.steps to continue it, or start afresh in another run.output")
+        }
+        return manifest.step
     }
 
     /// This rank's micro-batches of global step `step` (0-based).
@@ -241,7 +271,7 @@ public final class Trainer {
     }
 
     func saveCheckpoint(step: Int) throws {
-        try store.save(engine: engine, step: step, keep: config.checkpoint.keep)
+        try store.save(engine: engine, step: step, keep: config.checkpoint.keep, extra: ["lineage": lineage.json])
         report(.checkpoint(step: step, path: (store.folder as NSString).appendingPathComponent(CheckpointStore.stepName(step))))
     }
 
@@ -284,22 +314,38 @@ public final class Trainer {
     }
 
     /// Writes the trained model: an HF folder (full training) or a PEFT adapter folder (LoRA). Collective
-    /// (stage 3 gathers the parameters); rank 0 writes.
+    /// (stage 3 gathers the parameters); rank 0 writes into `folder`.tmp and swaps it into place, so the
+    /// folder holds this run's files only. LoRA on a fresh base (`model.source: new`) also saves that base
+    /// as `folder/base` and names it in the adapter's base_model_name_or_path, since nothing else holds it
+    /// (for PiSSA the base saved is the residual the adapter was trained on, and the adapter is exported as is).
     public func exportFinal(to folder: String) throws {
         let parameters = try engine.fullParameters()
         guard communicator.rank == 0 else { return }
+        let temporary = folder + ".tmp"
+        try? FileManager.default.removeItem(atPath: temporary)
+        func fullModel() -> Transformer {
+            let export = Transformer(config: model.config)
+            parameters.withUnsafeBufferPointer { export.parameterStorage.pointer.update(from: $0.baseAddress!, count: $0.count) }
+            return export
+        }
         if let adapters = model.adapters {
-            let export = try pissaStart.map { try LoRAInitialisation.pissaAsLoRA(adapters, initial: $0, model: model.config) } ?? adapters
-            try PEFTAdapter.save(export, model: model.config, to: folder, baseModel: config.model.path ?? "")
+            if config.model.source == .new {
+                try HFCheckpoint.save(fullModel(), to: (temporary as NSString).appendingPathComponent("base"))
+                try PEFTAdapter.save(adapters, model: model.config, to: temporary,
+                                     baseModel: (RunLineage.absolute(folder) as NSString).appendingPathComponent("base"))
+            } else {
+                let export = try pissaStart.map { try LoRAInitialisation.pissaAsLoRA(adapters, initial: $0, model: model.config) } ?? adapters
+                try PEFTAdapter.save(export, model: model.config, to: temporary, baseModel: config.model.path ?? "")
+            }
             // A LoRA-Null adapter keeps its manifest (variant, export kind, calibration eigenvalues) for verification.
             if let lora = config.lora, lora.initialisation == .loraNull, let source = lora.adapter,
                let manifest = try LoRANullManifest.read(folder: source) {
-                try manifest.write(folder: folder)
+                try manifest.write(folder: temporary)
             }
         } else {
-            let export = Transformer(config: model.config)
-            parameters.withUnsafeBufferPointer { export.parameterStorage.pointer.update(from: $0.baseAddress!, count: $0.count) }
-            try HFCheckpoint.save(export, to: folder)
+            try HFCheckpoint.save(fullModel(), to: temporary)
         }
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.moveItem(atPath: temporary, toPath: folder)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SubspaceTraining
 import SubspaceDistributed
 
 /// Times the `Communicator` all-reduce (with the algorithm it picks for each size) against plain
@@ -30,6 +31,13 @@ struct BenchAllReduce: ParsableCommand {
         else {
             throw ValidationError("--sizes must be byte counts that are multiples of 4 (e.g. 1M,16M,64M); got '\(sizes)'")
         }
+        // Four buffers of the largest size per rank (source, work, and the two of the agreement check).
+        let largest = Double(parsed.max()!) * 4, ranksHere = MemoryEstimate.ranksOnThisNode(), machine = MemoryEstimate.machineBytes()
+        guard largest * Double(ranksHere) <= machine else {
+            throw ValidationError("--sizes \(sizes): the largest size needs \(MemoryEstimate.bytes(largest)) per rank (4 buffers)"
+                                  + (ranksHere > 1 ? " × \(ranksHere) ranks on this node" : "")
+                                  + ", more than the \(MemoryEstimate.bytes(machine)) of memory this machine has")
+        }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
         if let chunk, Self.parseBytes(chunk)?.count != 1 || Self.parseBytes(chunk)![0] < 4096 {
@@ -50,7 +58,8 @@ struct BenchAllReduce: ParsableCommand {
                 digits.removeLast()
             }
             guard let value = Int(digits), value > 0 else { return nil }
-            return value * scale
+            let (bytes, overflow) = value.multipliedReportingOverflow(by: scale)
+            return overflow ? nil : bytes
         }
         return values.contains(nil) ? nil : values.compactMap { $0 }
     }

@@ -19,7 +19,9 @@ struct BenchGemm: ParsableCommand {
         guard let parsed = parsedSizes, !parsed.isEmpty, parsed.allSatisfy({ $0 > 0 && $0 <= 16384 }) else {
             throw ValidationError("--sizes must be positive integers up to 16384, comma-separated; got '\(sizes)'")
         }
-        guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+        guard seconds.isFinite, seconds > 0, seconds <= 600 else {
+            throw ValidationError("--seconds must be a number in (0, 600], got \(seconds)")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
@@ -63,15 +65,21 @@ struct BenchGemm: ParsableCommand {
 
     /// GFLOP/s of two variants as medians of alternating timings (so machine noise hits both alike),
     /// after a warm-up of each; at least `seconds` of work per variant and 3 samples.
+    /// A sample repeats a variant enough times to last about a millisecond, so tiny sizes are not
+    /// timed call by call (a 1×1 gemm took 35 s to fill 0.05 s with samples), and sampling stops after
+    /// 1000 samples whatever `seconds` asks.
     func interleavedRates(_ first: () -> Void, _ second: () -> Void, flops: Double) -> (Double, Double) {
-        first()
-        second()
+        let once = max(Stopwatch.time(first), Stopwatch.time(second), 1e-9)
+        let repeats = max(1, min(1_000_000, Int(1e-3 / once)))
         var a: [Double] = [], b: [Double] = []
-        while a.reduce(0, +) < seconds || a.count < 3 {
-            a.append(Stopwatch.time(first))
-            b.append(Stopwatch.time(second))
+        var spent = 0.0
+        while (spent < seconds || a.count < 3) && a.count < 1000 {
+            a.append(Stopwatch.time { for _ in 0..<repeats { first() } })
+            b.append(Stopwatch.time { for _ in 0..<repeats { second() } })
+            spent += a[a.count - 1]
         }
-        return (flops / Stopwatch.median(a) * 1e-9, flops / Stopwatch.median(b) * 1e-9)
+        let r = Double(repeats)
+        return (flops * r / Stopwatch.median(a) * 1e-9, flops * r / Stopwatch.median(b) * 1e-9)
     }
 }
 

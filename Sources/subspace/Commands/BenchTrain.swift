@@ -38,6 +38,12 @@ struct BenchTrain: ParsableCommand {
         }
         let problems = modelConfig.problems()
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
+        let estimate = MemoryEstimate(model: modelConfig, microBatch: batch, sequence: context, zeroStage: zeroStage,
+                                      worldSize: MemoryEstimate.ranksOnThisNode(),
+                                      keys: .init(vocab: "--vocab", layers: "--layers", width: "--width", batch: "--batch", sequence: "--context"))
+        if let (_, message) = estimate.problem(available: MemoryEstimate.machineBytes(), ranksHere: MemoryEstimate.ranksOnThisNode()) {
+            throw ValidationError(message)
+        }
     }
 
     var modelConfig: ModelConfig {

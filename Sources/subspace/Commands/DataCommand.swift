@@ -48,6 +48,7 @@ struct DataCommand: ParsableCommand {
             if FileManager.default.fileExists(atPath: output, isDirectory: &isFolder), !isFolder.boolValue {
                 throw ValidationError("--output \(output): exists and is not a folder")
             }
+            if let problem = OutputFolder.corpusProblem(output) { throw ValidationError("--output \(problem)") }
             guard validationFraction.isFinite, validationFraction >= 0, validationFraction < 1 else {
                 throw ValidationError("--validation-fraction \(validationFraction) is not in [0, 1)")
             }
@@ -99,6 +100,7 @@ struct DataCommand: ParsableCommand {
             if FileManager.default.fileExists(atPath: output, isDirectory: &isFolder), !isFolder.boolValue {
                 throw ValidationError("--output \(output): exists and is not a folder")
             }
+            if let problem = OutputFolder.sftProblem(output) { throw ValidationError("--output \(problem)") }
             guard train >= 1 else { throw ValidationError("--train must be at least 1") }
             guard test >= 0 else { throw ValidationError("--test must not be negative") }
             guard train + test <= SFTGenerator.maximumExamples else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SubspaceCore
 import SubspaceModel
 
@@ -13,6 +14,33 @@ struct Forward: ParsableCommand {
     @Option(help: "Safetensors file with input_ids (int64 or int32, [B, T]).") var input: String
     @Option(help: "Safetensors file to write.") var output: String
     @Flag(help: "Also write grad.<name> for every trainable tensor.") var grads = false
+
+    /// Outputs never overwrite inputs: --output must not be --input, nor lie inside --model or --adapter.
+    func validate() throws {
+        let out = Self.resolved(output)
+        if out == Self.resolved(input) {
+            throw ValidationError("--output \(output) is the --input file; writing would replace the batch it reads")
+        }
+        for (option, folder) in [("--model", model), ("--adapter", adapter)] {
+            guard let folder else { continue }
+            let f = Self.resolved(folder)
+            if out == f || out.hasPrefix(f + "/") {
+                throw ValidationError("--output \(output) lies inside the \(option) folder \(folder); writing would damage the files it reads")
+            }
+        }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: output, isDirectory: &isFolder), isFolder.boolValue {
+            throw ValidationError("--output \(output) is a folder; give a file name")
+        }
+    }
+
+    /// Absolute, with symbolic links resolved (also those of the folder of a file not written yet).
+    static func resolved(_ path: String) -> String {
+        let expanded = (path as NSString).expandingTildeInPath
+        let absolute = expanded.hasPrefix("/") ? expanded : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(expanded)
+        let parent = ((absolute as NSString).deletingLastPathComponent as NSString).resolvingSymlinksInPath
+        return ((parent as NSString).appendingPathComponent((absolute as NSString).lastPathComponent) as NSString).resolvingSymlinksInPath
+    }
 
     func run() throws {
         Parallel.configure(threads: ThreadPolicy.decide().threads)

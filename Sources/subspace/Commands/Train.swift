@@ -20,25 +20,28 @@ struct Train: ParsableCommand {
             try config.validate(worldSize: job.world.size)
             try config.validateFiles()
             let output = config.run.output
-            if job.isRoot {
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try config.resolvedYAML().write(toFile: (output as NSString).appendingPathComponent("config.resolved.yaml"),
-                                                atomically: true, encoding: .utf8)
-            }
+            // Rank 0 checks the folder and holds its lock for the run's life; nothing else is written into
+            // it until every check has passed (a failure on rank 0 ends the whole job).
+            let folder = job.isRoot ? try RunFolder(config: config) : nil
+            for note in folder?.notes ?? [] { job.log(note) }
             try job.world.barrier()
             let progress = Progress(job: job, totalSteps: config.training.steps)
             // A collective stuck past faults.watchdog_seconds is reported with the ranks behind, and the job ends.
             let world = try WatchedCommunicator(job.world, timeout: config.faults.watchdogSeconds,
                                                 folder: (output as NSString).appendingPathComponent(".watchdog"))
             let trainer = try Trainer(config: config, communicator: world, report: { progress.handle($0) })
-            let start = try trainer.resumePointStep()
+            let start = try trainer.checkResume()
+            try folder?.commit(config: config, lineage: trainer.lineage, start: start)
+            try job.world.barrier()
             if job.isRoot { progress.metrics = try MetricsLog(folder: output, resumeStep: start) }
             let reached = try trainer.run()
             if reached == config.training.steps {
                 let final = (output as NSString).appendingPathComponent("final")
                 try trainer.exportFinal(to: final)
-                job.log("final \(config.lora == nil ? "model" : "adapter"): \(final)")
+                job.log("final \(config.lora == nil ? "model" : "adapter"): \(final)"
+                        + (config.lora != nil && config.model.source == .new ? " (with its freshly initialised base in \(final)/base)" : ""))
             }
+            folder?.release()
         }
     }
 }

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Run folders, outputs and messages a user can trust (issue 17), run by launch/test after the release
+# build. One check per row of the issue: saved work is never damaged or silently mixed, sizes are checked
+# before they are allocated, and every message names what is at fault. Tiny models and a few steps.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+make_corpus
+"$SUBSPACE" data sft --output "$WORK/sft" --seed 1 --train 128 --test 16 >/dev/null || fail "sft data"
+
+COMMON=(--set data.path="$WORK/corpus" --set model.layers=1 --set model.width=16 --set model.heads=2 --set model.context=32
+        --set data.sequence=32 --set training.global_batch=4 --set training.micro_batch=2 --set training.steps=4 --set training.warmup=0
+        --set evaluation.every=0 --set evaluation.sequences=4 --set checkpoint.every=2 --set checkpoint.keep=5)
+# local_mpirun under a time limit, so a hung rank fails the check instead of the whole script.
+mpi() { local np="$1"; shift
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader \
+        OMPI_MCA_rmaps_base_oversubscribe=1 timeout 120 mpirun --bind-to none --oversubscribe -np "$np" "$@"; }
+train() { local np="$1" out="$2"; shift 2
+    mpi "$np" "$SUBSPACE" train --config "$ROOT/configs/base.yaml" "${COMMON[@]}" --set run.output="$out" "$@" > "$out.log" 2>&1; }
+# A failure that names `$1` (grep -E) in the log `$2`, without a crash or a Foundation error dump.
+named() { grep -qE -- "$1" "$2" && ! grep -qE "Fatal error|NSCocoaErrorDomain|Error Domain|backtrace|SIGABRT|Stack dump" "$2"; }
+refused() { local name="$1" status="$2" pattern="$3" log="$4"
+    if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && named "$pattern" "$log"; then pass "$name"; else fail "$name (status $status)"; tail -4 "$log"; fi; }
+# Checksum of a run folder's content (not the lock, nor the watchdog's per-job sequence files).
+sum() { find "$1" -type f ! -name .lock ! -path "*/.watchdog/*" -print0 2>/dev/null | sort -z | xargs -0 sha256sum 2>/dev/null | sha256sum; }
+
+# --- 1. The run folder is a unit ------------------------------------------------------------------------
+train 2 "$WORK/a" || { fail "first run"; tail -5 "$WORK/a.log"; }
+expect "lineage.json written" test -s "$WORK/a/lineage.json"
+
+# A second run on a folder whose lock is held is refused at once, naming the holder.
+python3 -c "
+import fcntl, os, socket, sys, time
+f = open('$WORK/a/.lock', 'w'); fcntl.flock(f, fcntl.LOCK_EX)
+f.write(f'pid {os.getpid()} on host {socket.gethostname()}'); f.flush()
+open('$WORK/held', 'w').close(); time.sleep(60)" &
+holder=$!
+for _ in $(seq 1 50); do [ -e "$WORK/held" ] && break; sleep 0.1; done
+before=$(sum "$WORK/a")
+train 2 "$WORK/a" --set training.steps=6; status=$?
+refused "locked folder refused, naming the holder's pid" $status "in use by another run \(pid $holder on host" "$WORK/a.log"
+expect "…and nothing in it changed" test "$before" = "$(sum "$WORK/a")"
+kill $holder; wait $holder 2>/dev/null
+# A lock left by a process that is gone is recognised as stale and taken over.
+echo "pid 999999 on host $(hostname) since 2026-01-01T00:00:00Z" > "$WORK/a/.lock"
+train 1 "$WORK/a" --set training.steps=6 && expect "stale lock taken over and said so" grep -q "stale lock (pid 999999" "$WORK/a.log" \
+    || { fail "run after a stale lock"; tail -3 "$WORK/a.log"; }
+
+# resume: never into a folder holding a run is refused, and the run is untouched.
+before=$(sum "$WORK/a")
+train 2 "$WORK/a" --set checkpoint.resume=never; status=$?
+refused "resume never over an earlier run refused" $status "checkpoint.resume: .*holds an earlier run \(final/" "$WORK/a.log"
+expect "…final/, checkpoints, metrics and config.resolved.yaml untouched" test "$before" = "$(sum "$WORK/a")"
+
+# A changed trajectory setting is a different lineage: refused with both values, unless asked for.
+train 2 "$WORK/a" --set training.steps=8 --set training.learning_rate=0.01; status=$?
+refused "resume of another lineage refused, naming both" $status "training.optimizer: lr 0.001 .* → lr 0.01" "$WORK/a.log"
+expect "…config.resolved.yaml not rewritten" test "$before" = "$(sum "$WORK/a")"
+train 2 "$WORK/a" --set training.steps=8 --set training.learning_rate=0.01 --set checkpoint.allow_other_lineage=true \
+    && expect "allow_other_lineage resumes it" grep -q "resumed from .*step-00000006 at step 6" "$WORK/a.log" \
+    || { fail "allow_other_lineage run"; tail -3 "$WORK/a.log"; }
+
+# A shape changed against the checkpoint fails before anything is written.
+cp -r "$WORK/a" "$WORK/b"; rm -f "$WORK/b/lineage.json"; before=$(sum "$WORK/b")
+train 2 "$WORK/b" --set training.steps=8 --set training.learning_rate=0.01 --set model.width=32 --set model.heads=2; status=$?
+refused "changed width refused" $status "width|shape" "$WORK/b.log"
+expect "…config.resolved.yaml not rewritten" test "$before" = "$(sum "$WORK/b")"
+
+# A checkpoint beyond training.steps is reported, not silently finished.
+rm -rf "$WORK/b/final"; before=$(sum "$WORK/b")
+train 2 "$WORK/b" --set training.steps=2 --set training.learning_rate=0.01; status=$?
+refused "checkpoint beyond training.steps reported" $status "training.steps: 2 is less than the step 8" "$WORK/b.log"
+expect "…config.resolved.yaml still says 8 steps" grep -q "steps: 8" "$WORK/b/config.resolved.yaml"
+
+# SFT teacher whose run.output holds the pre-training run and whose model.path is that run's final/.
+before=$(sum "$WORK/a")
+train 2 "$WORK/a" --set model.source=hf --set model.path="$WORK/a/final" --set data.kind=sft --set data.path="$WORK/sft"; status=$?
+refused "model.path inside run.output refused" $status "model.path: .*lies inside run.output" "$WORK/a.log"
+cp -r "$WORK/a/final" "$WORK/a-final"
+train 2 "$WORK/a" --set model.source=hf --set model.path="$WORK/a-final" --set data.kind=sft --set data.path="$WORK/sft"; status=$?
+refused "SFT over a pre-training folder refused (lineage)" $status "lineage: .*data: corpus .* → sft" "$WORK/a.log"
+expect "…the pre-training run untouched" test "$before" = "$(sum "$WORK/a")"
+
+# forward never writes over its inputs.
+python3 - "$WORK/ids.safetensors" <<'EOF'
+import json, struct, sys
+ids = [1, 2, 3, 4]
+header = json.dumps({"input_ids": {"dtype": "I64", "shape": [1, 4], "data_offsets": [0, 32]}}).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(header)) + header + struct.pack("<4q", *ids))
+EOF
+cp "$WORK/ids.safetensors" "$WORK/ids.orig"; cp "$WORK/a-final/model.safetensors" "$WORK/model.orig"
+"$SUBSPACE" forward --model "$WORK/a-final" --input "$WORK/ids.safetensors" --output "$WORK/ids.safetensors" > "$WORK/fwd.log" 2>&1
+refused "forward --output = --input refused" $? "--output .* is the --input" "$WORK/fwd.log"
+"$SUBSPACE" forward --model "$WORK/a-final" --input "$WORK/ids.safetensors" --output "$WORK/a-final/model.safetensors" > "$WORK/fwd.log" 2>&1
+refused "forward --output inside --model refused" $? "inside the --model folder" "$WORK/fwd.log"
+expect "…input and weights intact" bash -c "cmp -s '$WORK/ids.safetensors' '$WORK/ids.orig' && cmp -s '$WORK/a-final/model.safetensors' '$WORK/model.orig'"
+
+# data commands do not replace a user's files.
+mkdir -p "$WORK/mine"; echo "my notes" > "$WORK/mine/train.jsonl"; echo keep > "$WORK/mine/notes.txt"
+"$SUBSPACE" data sft --output "$WORK/mine" --train 8 --test 2 > "$WORK/data.log" 2>&1
+refused "data sft into a folder of the user's files refused" $? "did not write \(notes.txt\)" "$WORK/data.log"
+"$SUBSPACE" data corpus --input "$WORK/text" --output "$WORK/mine" > "$WORK/data.log" 2>&1
+refused "data corpus into a folder of the user's files refused" $? "did not write \(notes.txt, train.jsonl\)" "$WORK/data.log"
+expect "…the user's files intact" grep -q "my notes" "$WORK/mine/train.jsonl"
+"$SUBSPACE" data sft --output "$WORK/sft" --seed 1 --train 128 --test 16 > "$WORK/data.log" 2>&1
+expect "data sft over its own earlier output still works" test $? -eq 0
+
+# LoRA on a fresh base saves the base, so the adapter can be used.
+train 2 "$WORK/lora-new" --set lora.rank=2 \
+    && expect "LoRA on model.source new: base saved beside the adapter" test -s "$WORK/lora-new/final/base/model.safetensors" \
+    && expect "…and named in adapter_config.json" python3 -c "import json, sys; sys.exit(json.load(open('$WORK/lora-new/final/adapter_config.json'))['base_model_name_or_path'] != '$WORK/lora-new/final/base')" \
+    && expect "…and forward runs base + adapter" "$SUBSPACE" forward --model "$WORK/lora-new/final/base" --adapter "$WORK/lora-new/final" \
+        --input "$WORK/ids.safetensors" --output "$WORK/lora-out.safetensors" \
+    || { fail "LoRA on a new base"; tail -3 "$WORK/lora-new.log"; }
+
+# --- 2. Sizes are checked before they are allocated ----------------------------------------------------
+train 2 "$WORK/huge-vocab" --set model.vocab=100000000; status=$?
+refused "model.vocab 1e8 at np=2: error naming the key and the bytes" $status "model.vocab: the run needs about .* bytes" "$WORK/huge-vocab.log"
+expect "…nothing written" test ! -e "$WORK/huge-vocab/config.resolved.yaml"
+train 1 "$WORK/huge-layers" --set model.layers=1000 --set model.width=4096 --set model.heads=32; status=$?
+refused "1000 layers × 4096: error naming model.width and layers" $status "model.width: .*model.layers 1000 × model.width 4096" "$WORK/huge-layers.log"
+train 2 "$WORK/huge-context" --set model.context=100000 --set data.sequence=100000; status=$?
+refused "context 100000 at np=2: error naming data.sequence" $status "data.sequence: the run needs about" "$WORK/huge-context.log"
+"$SUBSPACE" bench train --width 100000 --heads 8 > "$WORK/bench.log" 2>&1
+refused "bench train --width 100000 refused" $? "more than the .* of memory .*--width 100000" "$WORK/bench.log"
+"$SUBSPACE" bench train --context 10000000 > "$WORK/bench.log" 2>&1
+refused "bench train --context 1e7 refused" $? "--context 10000000 squared" "$WORK/bench.log"
+mpi 2 "$SUBSPACE" bench allreduce --sizes 100G > "$WORK/bench.log" 2>&1
+refused "bench allreduce --sizes 100G refused" $? "--sizes 100G: the largest size needs" "$WORK/bench.log"
+start=$(date +%s.%N)
+timeout 60 "$SUBSPACE" bench gemm --sizes 1 --seconds 0.05 > "$WORK/bench.log" 2>&1
+expect "bench gemm --sizes 1 --seconds 0.05 ends within 5 s" python3 -c "import time, sys; sys.exit(0 if time.time() - $start < 5 else 1)"
+"$SUBSPACE" bench gemm --seconds inf > "$WORK/bench.log" 2>&1
+refused "bench gemm --seconds inf refused" $? "--seconds must be a number in \(0, 600\]" "$WORK/bench.log"
+
+# Edited checkpoint manifests are refused, naming the field.
+manifest_edit() { local field="$1" value="$2"; rm -rf "$WORK/edit"; cp -r "$WORK/b" "$WORK/edit"; rm -rf "$WORK/edit/final"
+    python3 -c "
+import json, sys; p = '$WORK/edit/checkpoints/step-00000008/manifest.json'; m = json.load(open(p)); m['$field'] = $value; json.dump(m, open(p, 'w'))"; }
+manifest_edit step -5
+train 2 "$WORK/edit" --set training.steps=10 --set training.learning_rate=0.01; status=$?
+refused "manifest step -5 refused" $status "has step -5; a step is ≥ 0" "$WORK/edit.log"
+manifest_edit world_size 3
+train 2 "$WORK/edit" --set training.steps=10 --set training.learning_rate=0.01; status=$?
+refused "manifest world_size edited: refused" $status "world_size 3 means rank-00000-of-00003" "$WORK/edit.log"
+manifest_edit zero_stage 7
+train 2 "$WORK/edit" --set training.steps=10 --set training.learning_rate=0.01; status=$?
+refused "manifest zero_stage 7 refused" $status "zero_stage 7; it is 0, 1, 2 or 3" "$WORK/edit.log"
+
+finish
