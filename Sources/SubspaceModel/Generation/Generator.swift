@@ -7,14 +7,19 @@ public struct SamplingOptions: Sendable {
     public var temperature: Float = 0
     /// Sample only among the k most likely tokens (nil: all).
     public var topK: Int? = nil
+    /// Nucleus sampling: only among the most likely tokens whose probabilities (after temperature and
+    /// top-k) add up to at least p (nil or 1: all).
+    public var topP: Float? = nil
     public var maxNewTokens: Int = 32
     /// Generation stops after emitting one of these.
     public var stopTokens: Set<Int32> = []
     public var seed: UInt64 = 0
 
-    public init(temperature: Float = 0, topK: Int? = nil, maxNewTokens: Int = 32, stopTokens: Set<Int32> = [], seed: UInt64 = 0) {
+    public init(temperature: Float = 0, topK: Int? = nil, topP: Float? = nil, maxNewTokens: Int = 32, stopTokens: Set<Int32> = [],
+                seed: UInt64 = 0) {
         self.temperature = temperature
         self.topK = topK
+        self.topP = topP
         self.maxNewTokens = maxNewTokens
         self.stopTokens = stopTokens
         self.seed = seed
@@ -59,6 +64,12 @@ public final class Generator {
     /// The tokens generated after `prompt` (a stop token included when one ends it). Generation also
     /// ends at the model's last position.
     public func generate(prompt: [Int32], options: SamplingOptions) -> [Int32] {
+        generate(prompt: prompt, options: options) { _ in true }
+    }
+
+    /// `generate(prompt:options:)`, calling `onToken` with each new token as it is chosen; generation
+    /// also ends when `onToken` returns false (a stop string was written).
+    public func generate(prompt: [Int32], options: SamplingOptions, onToken: (Int32) -> Bool) -> [Int32] {
         let c = model.config
         precondition(!prompt.isEmpty, "generation needs a non-empty prompt")
         precondition(prompt.count <= c.maxPositions, "prompt of \(prompt.count) tokens exceeds \(c.maxPositions) positions")
@@ -70,7 +81,8 @@ public final class Generator {
         while out.count < options.maxNewTokens {
             let next = Self.sample(logits, options: options, rng: &rng)
             out.append(next)
-            if options.stopTokens.contains(next) || out.count == options.maxNewTokens || position >= c.maxPositions { break }
+            let goOn = onToken(next)
+            if !goOn || options.stopTokens.contains(next) || out.count == options.maxNewTokens || position >= c.maxPositions { break }
             logits = step([next], position: position)
             position += 1
         }
@@ -97,9 +109,24 @@ public final class Generator {
             candidates.sort { logits[$0] > logits[$1] }
             candidates = Array(candidates.prefix(max(1, k)))
         }
-        let scaled = candidates.map { logits[$0] / options.temperature }
+        var scaled = candidates.map { logits[$0] / options.temperature }
         let top = scaled.max()!
-        let weights = scaled.map { expf($0 - top) }
+        var weights = scaled.map { expf($0 - top) }
+        if let p = options.topP, p < 1 {
+            // The smallest set of most likely candidates whose probability mass reaches p (at least one).
+            let order = weights.indices.sorted { weights[$0] > weights[$1] }
+            let total = weights.reduce(0, +)
+            var mass: Float = 0, keep = 0
+            for i in order {
+                mass += weights[i] / total
+                keep += 1
+                if mass >= p { break }
+            }
+            let kept = Array(order.prefix(keep))
+            candidates = kept.map { candidates[$0] }
+            scaled = kept.map { scaled[$0] }
+            weights = kept.map { weights[$0] }
+        }
         var u = rng.nextUniform() * weights.reduce(0, +)
         for (i, w) in weights.enumerated() {
             u -= w
