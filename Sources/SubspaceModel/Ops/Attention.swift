@@ -6,6 +6,10 @@ import SubspaceCore
 /// Legend: B batch, T sequence, H query heads, G key/value heads (H divisible by G; query head h reads
 /// key/value head h / (H/G), as HF's `repeat_kv`), D head dimension, S = (H + 2G)·D the row stride of the
 /// fused qkv activation (q at column 0, k at H·D, v at (H+G)·D).
+///
+/// Head gates (optional): ξ [H] multiplies each head's output, O_h = ξ_h · P_h V_h, which is the same as
+/// HF's `head_mask` on the probabilities and as scaling the output projection's input columns of head h.
+/// Without gates nothing extra is done.
 public struct Attention: Sendable {
     public let B: Int, T: Int, H: Int, G: Int, D: Int
     public var S: Int { (H + 2 * G) * D }
@@ -17,8 +21,8 @@ public struct Attention: Sendable {
     }
 
     /// - out: [B·T, H·D]; att: [B, H, T, T] softmax probabilities, kept for backward (zero above the
-    ///   diagonal); qkv: [B·T, S].
-    public func forward(out: FloatPointer, att: FloatPointer, qkv: ConstFloatPointer) {
+    ///   diagonal, ungated); qkv: [B·T, S]; gates: [H] or nil (all 1).
+    public func forward(out: FloatPointer, att: FloatPointer, qkv: ConstFloatPointer, gates: ConstFloatPointer? = nil) {
         let (T, H, G, D, S) = (T, H, G, D, S)
         let group = H / G
         Parallel.rows(B * H, minimumPerChunk: 1) { pairs in
@@ -45,7 +49,7 @@ public struct Attention: Sendable {
                     for j in 0...i { row[j] *= inv }
                     (row + i + 1).update(repeating: 0, count: T - i - 1)
                 }
-                BLAS.gemm(.none, .none, m: T, n: D, k: T, a: p, lda: T, b: v, ldb: S,
+                BLAS.gemm(.none, .none, m: T, n: D, k: T, alpha: gates?[h] ?? 1, a: p, lda: T, b: v, ldb: S,
                           beta: 0, c: out + b * T * H * D + h * D, ldc: H * D)
             }
         }
@@ -56,8 +60,12 @@ public struct Attention: Sendable {
 
     /// dqkv += ∂L/∂qkv given dout [B·T, H·D]. Work is split by (batch, key/value head) so the query heads
     /// that share a key/value head accumulate into it without races.
+    /// With `gates` ([H], the forward's), the gradient goes through ξ_h; with `dgates`, ∂L/∂ξ_h of batch
+    /// row b is added at dgates[b·gateStride + h]: Σ dO_h ⊙ (P_h V_h) = Σ_ij P_ij (dO_h V_hᵀ)_ij, which is
+    /// the softmax backward's row sums, so it costs T additions per (b, h).
     public func backward(dqkv: FloatPointer, dout: ConstFloatPointer, qkv: ConstFloatPointer,
-                         att: ConstFloatPointer, scratch: FloatPointer) {
+                         att: ConstFloatPointer, scratch: FloatPointer,
+                         gates: ConstFloatPointer? = nil, dgates: FloatPointer? = nil, gateStride: Int = 0) {
         let (T, H, G, D, S) = (T, H, G, D, S)
         let group = H / G
         Parallel.chunks(B * G, chunks: Parallel.workers) { c, range in
@@ -73,19 +81,23 @@ public struct Attention: Sendable {
                     let dq = dqkv + b * T * S + h * D
                     let p = att + (b * H + h) * T * T
                     let dO = dout + b * T * H * D + h * D
-                    // dP = dO · Vᵀ ; dV += Pᵀ · dO
+                    let gate = gates?[h] ?? 1, scaled = scale * gate
+                    // dP = ξ · dO · Vᵀ (ξ applied below) ; dV += ξ · Pᵀ · dO
                     BLAS.gemm(.none, .transposed, m: T, n: T, k: D, a: dO, lda: H * D, b: v, ldb: S,
                               beta: 0, c: dp, ldc: T)
-                    BLAS.gemm(.transposed, .none, m: T, n: D, k: T, a: p, lda: T, b: dO, ldb: H * D,
+                    BLAS.gemm(.transposed, .none, m: T, n: D, k: T, alpha: gate, a: p, lda: T, b: dO, ldb: H * D,
                               beta: 1, c: dv, ldc: S)
-                    // dS = P ⊙ (dP − rowsum(P ⊙ dP)), then the score scale.
+                    // dS = P ⊙ (dP − rowsum(P ⊙ dP)), then the score scale; Σ rowsums = ∂L/∂ξ.
+                    var gateGradient: Float = 0
                     for i in 0..<T {
                         let pr = p + i * T, dr = dp + i * T
                         var dot: Float = 0
                         for j in 0...i { dot += pr[j] * dr[j] }
-                        for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) * scale }
+                        gateGradient += dot
+                        for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) * scaled }
                         for j in (i + 1)..<T { dr[j] = 0 }
                     }
+                    if let dgates { dgates[b * gateStride + h] += gateGradient }
                     // dQ += dS · K ; dK += dSᵀ · Q
                     BLAS.gemm(.none, .none, m: T, n: D, k: T, a: dp, lda: T, b: k, ldb: S,
                               beta: 1, c: dq, ldc: S)

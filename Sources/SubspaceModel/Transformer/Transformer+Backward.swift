@@ -23,6 +23,7 @@ extension Transformer {
         let dResidual = a.dResidual!.pointer, dNorm = a.dNorm!.pointer, dQKV = a.dQKV!.pointer
         let dAttnOut = a.dAttnOut!.pointer, dPre = a.dMLPPre!.pointer, dAct = a.dMLPAct!.pointer
         let dLogits = a.dLogits!.pointer
+        let dGates = prepareGateGradients(B: B)
         let scale = gradientScale ?? (lastValidCount > 0 ? 1 / Float(lastValidCount) : 0)
         let dropped = lastForwardDropped
         /// ∂L/∂(branch before dropout) = ∂L/∂residual ⊙ mask, in the backward branch buffer.
@@ -111,8 +112,11 @@ extension Transformer {
             }
             timed(.attention) {
                 dQKV.update(repeating: 0, count: N * S)
-                attention.backward(dqkv: dQKV, dout: dAttnOut, qkv: a.qkv[l].pointer, att: a.att[l].pointer,
-                                   scratch: a.attentionScratch!.pointer)
+                withGates(layer: l) {
+                    attention.backward(dqkv: dQKV, dout: dAttnOut, qkv: a.qkv[l].pointer, att: a.att[l].pointer,
+                                       scratch: a.attentionScratch!.pointer, gates: $0,
+                                       dgates: dGates.map { $0 + l * c.headCount }, gateStride: L * c.headCount)
+                }
             }
             timed(.rotary) {
                 rotary?.apply(qkv: dQKV, rowStride: S, queryHeads: c.headCount, kvHeads: c.keyValueHeadCount,

@@ -42,6 +42,15 @@ public final class Transformer: @unchecked Sendable {
             x[i] *= mask[i]
         }
     }
+    /// Head gates ξ [L, H] (layer-major) multiplying each head's attention output before the output
+    /// projection; nil: all 1, at no cost. Must not change between a forward and its backward.
+    /// See Transformer+HeadGates.swift.
+    public var headGates: [Float]? {
+        didSet { precondition(headGates.map { $0.count == config.layerCount * config.headCount } ?? true, "head gates must hold L·H values") }
+    }
+    /// When set, backward writes ∂L/∂ξ per batch row into `gateGradients`.
+    public var computesGateGradients = false
+    var gateGradientBuffer: Buffer?
     /// Where blocks' parameters and gradients live while they run (ZeRO); nil: the flat buffers.
     public var residency: BlockResidency?
     /// Per block, the base of its parameters and gradients while it is in use (block-local offsets).
@@ -210,7 +219,9 @@ public final class Transformer: @unchecked Sendable {
             timed(.rotary) {
                 rotary?.apply(qkv: a.qkv[l].pointer, rowStride: S, queryHeads: Hq, kvHeads: Hkv, kOffset: c.queryWidth, B: B, T: T)
             }
-            timed(.attention) { attention.forward(out: a.attnOut[l].pointer, att: a.att[l].pointer, qkv: a.qkv[l].pointer) }
+            timed(.attention) {
+                withGates(layer: l) { attention.forward(out: a.attnOut[l].pointer, att: a.att[l].pointer, qkv: a.qkv[l].pointer, gates: $0) }
+            }
             // With dropout the branch is computed apart, masked, then added; without, it accumulates in place.
             let attnTarget = dropping ? a.branch!.pointer : mid
             timed(.residual) { mid.update(from: x, count: N * C) }
