@@ -11,6 +11,7 @@ Head gates act on the input of the attention output projection, so
   heads_reference.py reference SUBSPACE MODEL_DIR INPUT OUT.json
   heads_reference.py compare A.json B.json RTOL ATOL   (exit 1 when they differ)
   heads_reference.py same A.json B.json ...             (bit-identical arrays and loss)
+  heads_reference.py ids FIXTURE_REFERENCE OUT           (the input_ids of a fixture's reference file)
 """
 import json, os, shutil, struct, subprocess, sys, tempfile
 from array import array
@@ -155,6 +156,8 @@ if __name__ == "__main__":
         reference(*sys.argv[2:6])
     elif mode == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])))
+    elif mode == "ids":
+        write(sys.argv[3], {"input_ids": read(sys.argv[2])["input_ids"]})
     elif mode == "same":
         sys.exit(same(sys.argv[2:]))
     else:

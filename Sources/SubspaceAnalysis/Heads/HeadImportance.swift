@@ -38,7 +38,8 @@ public struct HeadScores: Codable, Sendable, Equatable {
 /// size); ranks take micro-batches round-robin for the gradient pass and the (layer, head) ablations
 /// round-robin for the ablation passes. Each rank writes its results into zero-filled buffers that are
 /// summed across ranks (one nonzero term per element: exact), and every rank then reduces them in
-/// sequence order, so np = 1, 2, 3 give the same numbers.
+/// sequence order, so np = 1, 2, 3 give the same numbers. Kernels run on one thread per rank during
+/// the measurement (run it with one rank per core).
 public enum HeadImportance {
     public struct Options: Sendable {
         /// Sequences per forward/backward pass.
@@ -70,7 +71,14 @@ public enum HeadImportance {
         let (L, H, T) = (model.config.layerCount, model.config.headCount, samples.sequence)
         let LH = L * H
         let saved = (model.headGates, model.frozen, model.computesGateGradients, model.training, model.adapters?.training)
+        // One kernel thread per rank: how a GEMM is split over threads (and which BLAS kernel each piece
+        // takes) changes float rounding, and the numbers must not depend on how many ranks share the
+        // cores. The ranks are the parallelism here. Activation buffers sized for one thread are dropped.
+        let savedWorkers = Parallel.workers
+        Parallel.workers = 1
         defer {
+            Parallel.workers = savedWorkers
+            model.releaseActivations()
             model.headGates = saved.0
             model.frozen = saved.1
             model.computesGateGradients = saved.2

@@ -33,6 +33,10 @@ extension Transformer {
                       values: Array(UnsafeBufferPointer(start: buffer.pointer, count: buffer.capacity)))
     }
 
+    /// Drops the activation buffers (they are made again by the next forward), e.g. after running with
+    /// a different kernel thread count, which sizes the attention scratch.
+    public func releaseActivations() { buffers = nil }
+
     /// Per-row loss sums of the last forward with targets: Σ over row b's counted positions of the
     /// cross-entropy, and how many positions counted. Recomputed from the logits, position by position in
     /// order, so the sums do not depend on the thread count.

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
 import SubspaceAnalysis
+import SubspaceStudies
 
 /// `subspace heads importance|study`: attention heads under fine-tuning (head gates, importance,
 /// plasticity, per-head updates; full fine-tuning against LoRA).
 struct Heads: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Attention heads under fine-tuning: per-head importance, plasticity and updates; FFT vs LoRA.",
-        subcommands: [HeadsImportance.self])
+        subcommands: [HeadsImportance.self, HeadsStudyCommand.self])
 }
 
 /// `subspace heads importance --model DIR [--adapter DIR] --input FILE --output FILE.json`, under mpirun.
@@ -42,6 +43,34 @@ struct HeadsImportance: ParsableCommand {
                 }
             }
             job.log("loss=\(scores.loss) layers=\(scores.layers) heads=\(scores.heads) sequences=\(scores.sequences) output=\(output)")
+        }
+    }
+}
+
+/// `subspace heads study --config configs/heads.yaml [--set key=value …]`, under mpirun.
+struct HeadsStudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "study",
+        abstract: "The heads study: FFT and LoRA from one base, per-head importance before/after, plasticity, updates, statistics and a report.",
+        discussion: """
+            Trains <output>/base (unless base.model names an HF folder), then fft-seed<S> and lora-seed<S> per \
+            seed (each skipped when done with the same configuration), measures every head, and writes \
+            heads.csv, heads.jsonl, results.json, stats.json, report.md and report.html into <output>.
+            """)
+
+    @Option(help: ArgumentHelp("Study config (configs/heads.yaml).", valueName: "file")) var config: String
+    @Option(name: .customLong("set"), help: "Override a study key, e.g. --set 'seeds=[1, 2]' or --set output=runs/h (repeatable).")
+    var overrides: [String] = []
+
+    func run() throws {
+        let arguments = CommandLine.arguments.dropFirst().map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+        RankedJob.run { job in
+            let config = try HeadsStudyConfig.load(path: self.config, overrides: overrides)
+            let command = "mpirun -np \(job.world.size) subspace \(arguments)"
+            let results = try HeadsStudy(config: config, context: job.studyContext(), command: command).run()
+            for a in results.statistics?.aggregates ?? [] where a.what == "spearman" {
+                job.log("\(a.method) ρ(\(a.x), \(a.y)) = \(a.value.formatted(3)): \(a.verdict)")
+            }
         }
     }
 }
