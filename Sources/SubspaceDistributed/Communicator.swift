@@ -62,4 +62,13 @@ public protocol Communicator: AnyObject, Sendable {
     /// The name of the algorithm `allReduce` uses for a buffer of `byteCount` bytes (e.g. "mpi", "shm",
     /// "local"), for logs and benchmarks. Local and cheap; performs no communication.
     func allReduceAlgorithm(forBytes byteCount: Int) -> String
+
+    /// Releases what this communicator holds in the MPI library (a split communicator, its shared-memory
+    /// window). Collective; no call may follow on this communicator. The world is never freed this way.
+    func free() throws(CommunicatorError)
+}
+
+extension Communicator {
+    /// Nothing to release (in-process communicators).
+    public func free() throws(CommunicatorError) {}
 }

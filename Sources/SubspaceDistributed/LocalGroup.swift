@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// State shared by all in-process ranks of one `LocalCluster.run`: one lock and condition for every
 /// group (sub-communicators included), the first failure, and which ranks have finished.
@@ -61,6 +62,8 @@ final class LocalGroup: @unchecked Sendable {
     /// The cluster rank of each rank of this group.
     let members: [Int]
     var size: Int { members.count }
+    /// Each rank's last entered collective as a `WatchedCommunicator` publishes it (see `LocalHeartbeat`).
+    let heartbeats: Mutex<[Int]>
 
     private var arrived = 0
     private var generation = 0
@@ -82,6 +85,7 @@ final class LocalGroup: @unchecked Sendable {
         self.members = members
         self.slots = Array(repeating: nil, count: members.count)
         self.completedSlots = slots
+        self.heartbeats = Mutex(Array(repeating: 0, count: members.count))
     }
 
     /// Publishes `slot` (if any) for `rank` and blocks until every rank of the group has arrived; returns

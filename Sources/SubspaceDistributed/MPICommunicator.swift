@@ -44,6 +44,9 @@ public final class MPICommunicator: Communicator {
     public let isSingleNode: Bool
     let handle: MPICommHandle
     private let sequenceCounter = Atomic<Int>(0)
+    /// Whether `free()` releases the handle: true for communicators made by `split`.
+    let ownsHandle: Bool
+    private let isFreed = Atomic<Bool>(false)
     let state: Mutex<State>
 
     struct State {
@@ -53,7 +56,8 @@ public final class MPICommunicator: Communicator {
 
     /// Wraps `comm` (which this object then uses for its lifetime), sets `MPI_ERRORS_RETURN` on it and, if
     /// `singleNode` is nil, finds out collectively whether all its ranks share a node.
-    init(adopting comm: MPI_Comm, singleNode: Bool?) throws(CommunicatorError) {
+    init(adopting comm: MPI_Comm, singleNode: Bool?, owned: Bool = false) throws(CommunicatorError) {
+        ownsHandle = owned
         let context = CollectiveContext(operation: "MPICommunicator.init", sequence: 0, rank: 0)
         try MPIRuntime.check(
             MPI_Comm_set_errhandler(comm, subspace_mpi_errors_return()), "MPI_Comm_set_errhandler", context)
@@ -272,6 +276,18 @@ public final class MPICommunicator: Communicator {
         try MPIRuntime.check(MPI_Barrier(handle.comm), "MPI_Barrier", context)
     }
 
+    /// Frees the shared-memory window (if any) and `MPI_Comm_free`s a communicator made by `split`
+    /// (the world and node communicators are left to `MPI_Finalize`). Collective; later calls do nothing.
+    public func free() throws(CommunicatorError) {
+        let context = try begin("free")
+        guard ownsHandle, !isFreed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if let window = state.withLock({ state in defer { state.window = nil }; return state.window }) {
+            try window.free(context)
+        }
+        var comm: MPI_Comm? = handle.comm
+        try MPIRuntime.check(MPI_Comm_free(&comm), "MPI_Comm_free", context)
+    }
+
     public func split(color: Int, key: Int) throws(CommunicatorError) -> any Communicator {
         try splitCommunicator(color: color, key: key)
     }
@@ -287,7 +303,7 @@ public final class MPICommunicator: Communicator {
         try MPIRuntime.check(MPI_Comm_split(handle.comm, color32, key32, &new), "MPI_Comm_split", context)
         guard let new else { throw context.invalid("MPI_Comm_split returned MPI_COMM_NULL") }
         // A subset of one node's ranks is still on one node; otherwise ask (a collective on `new`).
-        let communicator = try MPICommunicator(adopting: new, singleNode: isSingleNode ? true : nil)
+        let communicator = try MPICommunicator(adopting: new, singleNode: isSingleNode ? true : nil, owned: true)
         communicator.sharedMemoryPolicy = sharedMemoryPolicy
         return communicator
     }

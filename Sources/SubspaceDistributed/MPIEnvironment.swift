@@ -125,6 +125,8 @@ public final class MPIEnvironment: Sendable {
     public func finalize() throws(CommunicatorError) {
         guard !finalized.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let context = CollectiveContext(operation: "MPIEnvironment.finalize", sequence: 0, rank: world.rank)
+        // The watchdog thread makes MPI calls while a watched communicator is open: close them all first.
+        try WatchedCommunicator.closeAll()
         try MPISharedWindow.freeAll(context)
         try MPIRuntime.freeWrappingByteSum(context)
         MPIRuntime.isFinalized.store(true, ordering: .releasing)

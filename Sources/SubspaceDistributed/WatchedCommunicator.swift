@@ -1,87 +1,182 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Synchronization
 
 /// Wraps a communicator so that a collective stuck longer than `timeout` is reported — naming the
-/// operation, its sequence number on this rank and the ranks that have not reached it — and the whole
-/// job is ended instead of hanging.
+/// operation, its sequence number and the ranks that have not reached it — and the job is ended
+/// instead of hanging.
 ///
-/// Each rank records the sequence number of the collective it is entering in a small file in a folder
-/// every rank can see (the run folder), so the rank whose watchdog fires can tell who is behind. A
-/// background thread checks once a second.
+/// Each rank tells its peers the sequence number of the last collective it entered through a heartbeat
+/// channel that needs no shared file system: point-to-point messages on a duplicate of an MPI
+/// communicator (`MPIHeartbeat`, which needs `MPI_THREAD_MULTIPLE`) or the group's shared state for
+/// in-process ranks. The process's watchdog thread (`Watchdog`) drives the heartbeats and checks the
+/// waits. A rank frozen by SIGSTOP, or a node that hangs, stops sending, so the ranks waiting for it
+/// name it from the last value it sent.
+///
+/// On a timeout the default handler writes the report to stderr and `_exit`s: legal whatever another
+/// thread is doing inside MPI (unlike `MPI_Abort` from a second thread), and `mpirun` ends the whole
+/// job when a rank dies. Communicators made by `split` are watched too, with the same limit.
+///
+/// `close()` ends the heartbeats with a goodbye round (collective; itself watched) and releases the
+/// duplicate; `MPIEnvironment.finalize` closes whatever is still open.
 public final class WatchedCommunicator: Communicator, @unchecked Sendable {
     public let base: any Communicator
     public let timeout: Double
-    let folder: String
     let onTimeout: @Sendable (String) -> Void
-    private let state = Mutex<(operation: String, sequence: Int, since: UInt64)?>(nil)
-    private let sequence = Atomic<Int>(0)
-    private let fd: Int32
-    private var thread: Thread?
+    let heartbeat: (any HeartbeatChannel)?
+    /// Why there is no heartbeat channel (ranks behind are then unknown); nil when there is one.
+    public let heartbeatMissing: String?
+    let watchdog: Watchdog
+    private let waiting = Mutex<(operation: String, sequence: Int, since: UInt64)?>(nil)
+    private let entered = Atomic<Int>(0)
+    private let closing = Atomic<Bool>(false)
+    private let drained = Atomic<Bool>(false)
+    private let closed = Atomic<Bool>(false)
+    /// Seconds between heartbeat exchanges, and when the last one ran (watchdog thread only).
+    var heartbeatInterval: Double { min(1, max(Watchdog.pollInterval, timeout / 20)) }
+    private var lastExchange: UInt64 = 0
+    /// Set (by the watchdog thread) when a heartbeat call failed; the channel is then left alone.
+    private let heartbeatFailure = Mutex<String?>(nil)
 
     public var rank: Int { base.rank }
     public var size: Int { base.size }
 
-    /// `onTimeout` receives the report; it should end the job (the default prints and aborts via MPI).
-    public init(_ base: any Communicator, timeout: Double, folder: String,
-                onTimeout: @escaping @Sendable (String) -> Void = WatchedCommunicator.abortJob) throws {
+    /// Starts watching `base` (collective over it: an MPI communicator is duplicated for the heartbeats).
+    /// Throws if the watchdog thread cannot be started or the duplicate cannot be made. `onTimeout`
+    /// receives the report; the default prints it and ends the process.
+    public init(_ base: any Communicator, timeout: Double,
+                onTimeout: @escaping @Sendable (String) -> Void = WatchedCommunicator.endProcess) throws(CommunicatorError) {
+        precondition(timeout > 0, "watchdog timeout \(timeout)")
         self.base = base
         self.timeout = timeout
-        self.folder = folder
         self.onTimeout = onTimeout
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        fd = open((folder as NSString).appendingPathComponent("rank-\(base.rank)"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        record(0)
-        let t = Thread { [weak self] in
-            while let me = self {
-                me.check()
-                Thread.sleep(forTimeInterval: 1)
+        watchdog = try Watchdog.running()
+        if base.size == 1 {
+            (heartbeat, heartbeatMissing) = (nil, nil)
+        } else if let local = base as? LocalCommunicator {
+            (heartbeat, heartbeatMissing) = (LocalHeartbeat(group: local.group, rank: local.rank), nil)
+        } else if let mpi = base as? MPICommunicator {
+            let level = MPIEnvironment.current?.providedThreadLevel ?? .single
+            if level == .multiple {
+                (heartbeat, heartbeatMissing) = (try MPIHeartbeat(mpi), nil)
+            } else {
+                (heartbeat, heartbeatMissing) = (nil, "heartbeats need MPI_THREAD_MULTIPLE, MPI provided \(level)")
             }
+        } else {
+            (heartbeat, heartbeatMissing) = (nil, "no heartbeat channel for \(type(of: base))")
         }
-        t.stackSize = 1 << 16
-        t.start()
-        thread = t
+        watchdog.register(self)
     }
 
-    deinit { close(fd) }
-
-    public static let abortJob: @Sendable (String) -> Void = { message in
-        FileHandle.standardError.write(Data((message + "\n").utf8))
-        if let environment = MPIEnvironment.current { environment.abort(code: 3) }
-        exit(3)
+    /// Writes `message` to stderr and ends the process with status 3 (`mpirun` then ends the job).
+    public static let endProcess: @Sendable (String) -> Void = { message in
+        let line = Array((message + "\n").utf8)
+        line.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+        _exit(3)
     }
 
-    private func record(_ n: Int) {
-        var value = Int64(n).littleEndian
-        _ = withUnsafeBytes(of: &value) { pwrite(fd, $0.baseAddress, 8, 0) }
-    }
+    /// The world ranks behind this communicator's ranks (identity when unknown).
+    public var worldRanks: [Int] { heartbeat?.worldRanks ?? Array(0..<size) }
 
-    /// Sequence numbers the ranks have entered (nil where unreadable).
-    func progress() -> [Int?] {
-        (0..<size).map { r in
-            guard let data = FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent("rank-\(r)")),
-                  data.count >= 8 else { return nil }
-            return Int(Int64(littleEndian: data.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }))
+    // MARK: The watchdog thread's side
+
+    /// Heartbeats and the time check; called by the watchdog thread every poll.
+    func poll() {
+        let isClosing = closing.load(ordering: .acquiring)
+        let now = DispatchClock.now
+        // Heartbeats every heartbeatInterval (a twentieth of the limit, 50 ms to 1 s): ranks behind are
+        // still named from values far fresher than the limit, and a large job sends few messages.
+        let due = isClosing || Double(now &- lastExchange) * 1e-9 >= heartbeatInterval
+        if due { lastExchange = now }
+        if due, let heartbeat, heartbeatFailure.withLock({ $0 == nil }) {
+            do {
+                if try heartbeat.exchange(entered: entered.load(ordering: .acquiring), closing: isClosing) {
+                    drained.store(true, ordering: .releasing)
+                }
+            } catch {
+                heartbeatFailure.withLock { $0 = "\(error)" }
+            }
+        } else if isClosing {
+            drained.store(true, ordering: .releasing)
         }
-    }
-
-    func check() {
-        guard let current = state.withLock({ $0 }) else { return }
-        let waited = Double(DispatchTime.now().uptimeNanoseconds - current.since) * 1e-9
+        guard let current = waiting.withLock({ $0 }) else { return }
+        let waited = now > current.since ? Double(now - current.since) * 1e-9 : 0
         guard waited > timeout else { return }
-        let behind = progress().enumerated().filter { ($0.element ?? -1) < current.sequence }.map { String($0.offset) }
-        onTimeout("[rank \(rank)/\(size)] watchdog: collective '\(current.operation)' #\(current.sequence) has waited " +
-                  "\(Int(waited)) s (limit \(Int(timeout)) s); ranks that have not reached it: " +
-                  (behind.isEmpty ? "none (all arrived; a transport is stuck)" : behind.joined(separator: ", ")))
-        state.withLock { $0 = nil }
+        onTimeout(report(operation: current.operation, sequence: current.sequence, waited: waited))
+        waiting.withLock { if $0?.sequence == current.sequence { $0 = nil } }
     }
+
+    /// The message for a collective stuck for `waited` seconds.
+    func report(operation: String, sequence: Int, waited: Double) -> String {
+        let world = worldRanks
+        let me = "[rank \(world[rank])] watchdog: collective '\(operation)' #\(sequence) on a communicator of \(size) rank\(size == 1 ? "" : "s")"
+            + " has waited \(Int(waited)) s (limit \(timeout) s); "
+        if let failure = heartbeatFailure.withLock({ $0 }) {
+            return me + "ranks behind unknown (heartbeats failed: \(failure))"
+        }
+        guard let heartbeat else {
+            return me + "ranks behind unknown (\(heartbeatMissing ?? "one rank"))"
+        }
+        let heard = heartbeat.heard
+        let behind = (0..<size).filter { heard[$0] < sequence }
+        guard !behind.isEmpty else { return me + "every rank has reached it (a transport is stuck)" }
+        return me + "ranks that have not reached it: " + behind.map { r in
+            "\(world[r])" + (world[r] != r ? " (rank \(r) here)" : "") + " (last entered #\(heard[r]))"
+        }.joined(separator: ", ")
+    }
+
+    // MARK: Watching
 
     private func watch<R>(_ operation: String, _ body: () throws(CommunicatorError) -> R) throws(CommunicatorError) -> R {
-        let n = sequence.add(1, ordering: .relaxed).newValue
-        record(n)
-        state.withLock { $0 = (operation, n, DispatchTime.now().uptimeNanoseconds) }
-        defer { state.withLock { $0 = nil } }
+        precondition(!closed.load(ordering: .relaxed), "\(operation) on a closed WatchedCommunicator")
+        let n = entered.add(1, ordering: .acquiringAndReleasing).newValue
+        waiting.withLock { $0 = (operation, n, DispatchClock.now) }
+        defer { waiting.withLock { $0 = nil } }
         return try body()
     }
+
+    /// Ends the heartbeats (a goodbye round with every peer, watched like a collective) and releases the
+    /// channel. Collective; later calls do nothing.
+    public func close() throws(CommunicatorError) {
+        guard beginClose() else { return }
+        try endClose()
+    }
+
+    /// Starts the goodbye round; false if closing had already begun.
+    func beginClose() -> Bool {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        let n = entered.add(1, ordering: .acquiringAndReleasing).newValue
+        waiting.withLock { $0 = ("close (watchdog goodbye)", n, DispatchClock.now) }
+        closing.store(true, ordering: .releasing)
+        return true
+    }
+
+    /// Waits for the goodbye round, then takes the communicator off the watchdog and frees the channel.
+    func endClose() throws(CommunicatorError) {
+        while !drained.load(ordering: .acquiring) && heartbeatFailure.withLock({ $0 == nil }) {
+            usleep(1000)
+        }
+        waiting.withLock { $0 = nil }
+        watchdog.deregister(self)
+        if let failure = heartbeatFailure.withLock({ $0 }) {
+            throw CommunicatorError(operation: "watchdog close", sequence: entered.load(ordering: .relaxed), rank: rank,
+                                    reason: .invalidArgument("heartbeats failed: \(failure)"))
+        }
+        try heartbeat?.release()
+    }
+
+    /// Closes every watched communicator still open, goodbye rounds first so that no order of closing
+    /// across ranks can deadlock. For `MPIEnvironment.finalize`.
+    static func closeAll() throws(CommunicatorError) {
+        guard let watchdog = Watchdog.current else { return }
+        let open = watchdog.registered.filter { $0.beginClose() }
+        for communicator in open { try communicator.endClose() }
+    }
+
+    // MARK: Communicator
 
     public func allReduce<T: CollectiveElement>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws(CommunicatorError) {
         try watch("allReduce") { () throws(CommunicatorError) in try base.allReduce(buffer, op: op) }
@@ -101,8 +196,24 @@ public final class WatchedCommunicator: Communicator, @unchecked Sendable {
     public func barrier() throws(CommunicatorError) {
         try watch("barrier") { () throws(CommunicatorError) in try base.barrier() }
     }
+    /// The new communicator is watched too, with the same limit and handler.
     public func split(color: Int, key: Int) throws(CommunicatorError) -> any Communicator {
-        try watch("split") { () throws(CommunicatorError) in try base.split(color: color, key: key) }
+        let new = try watch("split") { () throws(CommunicatorError) in try base.split(color: color, key: key) }
+        return try WatchedCommunicator(new, timeout: timeout, onTimeout: onTimeout)
+    }
+    /// Closes the heartbeats, then frees the communicator underneath. Collective.
+    public func free() throws(CommunicatorError) {
+        try close()
+        try base.free()
     }
     public func allReduceAlgorithm(forBytes byteCount: Int) -> String { base.allReduceAlgorithm(forBytes: byteCount) }
+}
+
+/// Monotonic nanoseconds (`CLOCK_MONOTONIC`), without Foundation.
+enum DispatchClock {
+    static var now: UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
+    }
 }

@@ -57,6 +57,23 @@ public enum AtomicFile {
             unlink(temporary)
             throw SafetensorsError(file: path, .io, "cannot rename \(temporary) into place: \(reason)")
         }
+        try syncDirectory(containing: path)
+    }
+
+    /// fsyncs the folder holding `path`, so that a rename into it survives a crash (the rename is an
+    /// entry in the folder, which the file's own fsync does not make durable).
+    public static func syncDirectory(containing path: String) throws {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw SafetensorsError(file: path, .io, "cannot open folder \(folder) to sync it: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        // EINVAL: a file system that cannot sync folders (some network ones); nothing more can be done there.
+        guard fsync(fd) == 0 || errno == EINVAL else {
+            throw SafetensorsError(file: path, .io, "fsync of folder \(folder) failed: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Writes `bytes` atomically.

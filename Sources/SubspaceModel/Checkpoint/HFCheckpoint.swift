@@ -16,6 +16,12 @@ public enum HFCheckpoint {
     public static func load(folder: String) throws -> Transformer {
         let config = try ModelConfig(hfConfigAt: (folder as NSString).appendingPathComponent("config.json"))
         let files = try TensorFolder(folder: folder)
+        // Every layer has at least one tensor: this bounds the layer count before the names are even listed
+        // (config.json n_layer: 1e9 over 3 layers of weights).
+        guard config.layerCount <= files.names.count else {
+            throw CheckpointError(folder: folder, tensor: nil,
+                                  reason: "config.json says \(config.layerCount) layers, but the weights hold only \(files.names.count) tensors")
+        }
         let naming = HFNaming(config: config)
         let expected = naming.tensors
         let known = Set(expected.map(\.name))

@@ -33,6 +33,8 @@ extension ModelConfig {
             guard let n = raw as? NSNumber, let i = Int(exactly: n.doubleValue), i >= 0 else {
                 throw fail(key, "must be a non-negative integer, got \(raw)")
             }
+            // Sizes multiply (heads × head dimension, 4 × hidden, …): bound each so no product overflows.
+            guard i < 1 << 31 else { throw fail(key, "\(raw) is larger than any model Subspace can hold (< 2^31)") }
             return i
         }
         func float(_ key: String, default value: Float? = nil) throws -> Float {

@@ -66,6 +66,12 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public func problems() -> [String] {
         var out: [String] = []
         func need(_ ok: Bool, _ message: String) { if !ok { out.append(message) } }
+        // Bounded first: the checks below multiply sizes, which must not overflow.
+        let sizes = [("vocab_size", vocabularySize), ("hidden size", hiddenSize), ("layer count", layerCount), ("head count", headCount),
+                     ("key/value heads", keyValueHeadCount), ("head dimension", headDimension),
+                     ("intermediate size", intermediateSize), ("max positions", maxPositions)]
+        for (name, value) in sizes where value >= 1 << 31 { out.append("\(name) \(value) is larger than any model Subspace can hold (< 2^31)") }
+        guard out.isEmpty else { return out }
         need(vocabularySize >= 1, "vocab_size must be ≥ 1, got \(vocabularySize)")
         need(hiddenSize >= 1, "hidden size must be ≥ 1, got \(hiddenSize)")
         need(layerCount >= 1, "layer count must be ≥ 1, got \(layerCount)")

@@ -14,9 +14,14 @@ public struct SamplingOptions: Sendable {
     /// Generation stops after emitting one of these.
     public var stopTokens: Set<Int32> = []
     public var seed: UInt64 = 0
+    /// Make exactly `Generator.passes(self)` model passes whatever ends generation early (a stop token,
+    /// the last position); the extra ones only visit each block's residency, without computing. Ranks
+    /// whose blocks are collectives (ZeRO-3) then stay in step while generating different examples.
+    public var fixedPasses = false
 
     public init(temperature: Float = 0, topK: Int? = nil, topP: Float? = nil, maxNewTokens: Int = 32, stopTokens: Set<Int32> = [],
-                seed: UInt64 = 0) {
+                seed: UInt64 = 0, fixedPasses: Bool = false) {
+        self.fixedPasses = fixedPasses
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
@@ -76,6 +81,7 @@ public final class Generator {
         reserve(min(prompt.count + options.maxNewTokens, c.maxPositions))
         var rng = RandomStream(seed: options.seed, stream: 0x6E)
         var logits = step(prompt, position: 0)
+        var passes = 1
         var position = prompt.count  // where the next token would be fed back
         var out: [Int32] = []
         while out.count < options.maxNewTokens {
@@ -84,9 +90,26 @@ public final class Generator {
             let goOn = onToken(next)
             if !goOn || options.stopTokens.contains(next) || out.count == options.maxNewTokens || position >= c.maxPositions { break }
             logits = step([next], position: position)
+            passes += 1
             position += 1
         }
+        if options.fixedPasses { idle(passes: Self.passes(options) - passes) }
         return out
+    }
+
+    /// The model passes one `generate` makes with `fixedPasses`: the prompt, then one per further token.
+    public static func passes(_ options: SamplingOptions) -> Int { max(1, options.maxNewTokens) }
+
+    /// `passes` passes that only visit every block's residency in a pass's order (acquire, release),
+    /// computing nothing: what a rank with nothing left to generate does to keep in step.
+    public func idle(passes: Int) {
+        guard passes > 0, model.residency != nil else { return }
+        for _ in 0..<passes {
+            for b in 0..<model.layout.blockCount {
+                model.acquire(b, .forward)
+                model.release(b, .forward)
+            }
+        }
     }
 
     private func reserve(_ n: Int) {

@@ -58,8 +58,13 @@ public enum PEFTAdapter {
     /// file with PEFT's shapes, and the file must hold nothing else.
     public static func load(folder: String, for model: ModelConfig) throws -> LoRAAdapters {
         let config = try readConfig(folder: folder)
-        let adapters = try LoRAAdapters(config: config, model: model)
         let file = try SafetensorsFile(path: (folder as NSString).appendingPathComponent(weightsName))
+        // Refused before the adapters are allocated: every factor has r as one of its dimensions.
+        let largest = try file.names.map { try file.info($0).shape.max() ?? 0 }.max() ?? 0
+        guard config.rank <= largest else {
+            throw LoRAError(reason: "\(folder)/\(configName): 'r': \(config.rank), but no tensor in \(weightsName) has a dimension that large")
+        }
+        let adapters = try LoRAAdapters(config: config, model: model)
         var expected: Set<String> = []
         for a in adapters.adapters {
             for b in [false, true] {

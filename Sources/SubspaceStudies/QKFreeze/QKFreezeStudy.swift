@@ -88,6 +88,7 @@ public final class QKFreezeStudy {
             }
             // Every group's rank 0 sends its record to world rank 0; other ranks send nothing.
             let all = try world.allGatherArrays(encoded)
+            try group.free()  // the split communicator (and its watchdog heartbeats, shared-memory window)
             if world.rank == 0 {
                 for bytes in all where !bytes.isEmpty {
                     groups.append(try StudyResults.decoder.decode(GroupRun.self, from: Data(bytes)))

@@ -107,7 +107,7 @@ extension CheckpointStore {
             let file = try SafetensorsFile(path: path)
             for key in file.names {
                 let parts = key.components(separatedBy: "::")
-                guard parts.count == 3, let start = Int(parts[2]) else { throw TrainingError.checkpoint("\(path): unexpected tensor '\(key)'") }
+                guard parts.count == 3, let start = Int(parts[2]), (0..<(1 << 48)).contains(start) else { throw TrainingError.checkpoint("\(path): unexpected tensor '\(key)'") }
                 let count = try file.info(key).count
                 pieces["\(parts[0])::\(parts[1])", default: []].append((start, count, file, key))
             }

@@ -75,6 +75,7 @@ public struct CheckpointStore {
             try AtomicFile.write([UInt8](data), to: (temporary as NSString).appendingPathComponent(Self.manifestName))
             try? FileManager.default.removeItem(atPath: final)
             try FileManager.default.moveItem(atPath: temporary, toPath: final)
+            try AtomicFile.syncDirectory(containing: final)
             for old in completed().dropLast(max(keep, 1)) { try? FileManager.default.removeItem(atPath: old.path) }
         }
         try comm.barrier()

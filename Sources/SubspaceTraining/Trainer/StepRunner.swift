@@ -36,7 +36,14 @@ public final class StepRunner {
     public let engine: ZeroEngine
     var model: Transformer { engine.model }
 
-    public init(engine: ZeroEngine) { self.engine = engine }
+    /// Test hook: at this step (1-based) the last rank back-propagates with a NaN scale, so its gradients —
+    /// and after reduction everyone's — are NaN (`SUBSPACE_FAULT_NAN_STEP`; for the multi-rank tests).
+    let nanStep: Int?
+
+    public init(engine: ZeroEngine) {
+        self.engine = engine
+        nanStep = ProcessInfo.processInfo.environment["SUBSPACE_FAULT_NAN_STEP"].flatMap { Int($0) }
+    }
 
     public func run(_ microBatches: [MicroBatch], learningRate: Float, step: Int) throws -> StepResult {
         let comm = engine.communicator
@@ -50,14 +57,18 @@ public final class StepRunner {
             engine.isLastMicroBatch = i == microBatches.count - 1
             model.forward(ids: mb.ids, targets: mb.targets, B: mb.batch, T: mb.sequence)
             lossSum += Double(model.lastLoss ?? 0) * Double(model.lastValidCount)
-            model.backward(gradientScale: Float(1 / globalCount))
+            let poison = step == nanStep && comm.rank == comm.size - 1 && i == microBatches.count - 1
+            model.backward(gradientScale: poison ? .nan : Float(1 / globalCount))
         }
-        let norm = engine.step(learningRate: learningRate)
+        // Loss and gradient norm are global, so every rank stops alike, before any parameter is updated.
+        // The loss is reduced on this thread once the communication thread's bucket reductions are done
+        // (two threads must not interleave collectives on one communicator).
+        engine.waitForBuckets()
         var total = [lossSum]
         engine.collective("all-reduce loss") { try comm.allReduce(&total, op: .sum) }
         let loss = total[0] / globalCount
         guard loss.isFinite else { throw TrainingError.nonFinite(step: step, what: "the loss") }
-        guard norm.isFinite else { throw TrainingError.nonFinite(step: step, what: "the gradient norm") }
+        let norm = try engine.checkedStep(learningRate: learningRate, step: step)
         return StepResult(loss: loss, gradientNorm: norm, tokens: Int(globalCount))
     }
 
@@ -66,6 +77,7 @@ public final class StepRunner {
         var sums = [0.0, 0.0]
         for mb in batches {
             model.forward(ids: mb.ids, targets: mb.targets, B: mb.batch, T: mb.sequence)
+            guard model.lastValidCount > 0 else { continue }  // a padding batch (see Trainer.evaluate)
             sums[0] += Double(model.lastLoss ?? 0) * Double(model.lastValidCount)
             sums[1] += Double(model.lastValidCount)
         }

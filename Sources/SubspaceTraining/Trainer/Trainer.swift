@@ -179,6 +179,19 @@ public final class Trainer {
         }
     }
 
+    /// `resumePoint()` as rank 0 sees it, broadcast, so every rank loads the same checkpoint even where
+    /// ranks see the run folder differently (a file system that is slow to show a new checkpoint).
+    /// Collective. A rank-0 error is raised on every rank.
+    func agreedResumePoint() throws -> String? {
+        var decision = ""  // "" none, "+path" resume, "!message" error
+        if communicator.rank == 0 {
+            do { decision = try resumePoint().map { "+" + $0 } ?? "" } catch { decision = "!\(error)" }
+        }
+        decision = try communicator.broadcast(string: decision, root: 0)
+        if decision.hasPrefix("!") { throw TrainingError.checkpoint(String(decision.dropFirst())) }
+        return decision.hasPrefix("+") ? String(decision.dropFirst()) : nil
+    }
+
     /// The step the run will resume from (0 for a fresh start), without loading anything: `checkResume()`.
     public func resumePointStep() throws -> Int { try checkResume() }
 
@@ -221,7 +234,7 @@ public final class Trainer {
         let c = config, comm = communicator
         signal(SIGTERM) { _ in terminationRequested.store(true, ordering: .relaxed) }
         var start = 0
-        if let checkpoint = try resumePoint() {
+        if let checkpoint = try agreedResumePoint() {
             start = try CheckpointStore.load(checkpoint, into: engine).step
             report(.info("resumed from \(checkpoint) at step \(start)"))
         }
@@ -282,9 +295,18 @@ public final class Trainer {
         let c = config, comm = communicator
         let total = min(c.evaluation.sequences, validation.count)
         let mine = Array(stride(from: comm.rank, to: total, by: comm.size))
+        // Every rank runs the same number of forward passes — at ZeRO-3 each one all-gathers every block —
+        // so a rank with fewer sequences (total not divisible by the ranks) runs a masked padding batch.
+        let size = max(1, c.training.microBatch)
+        let passes = ((total + comm.size - 1) / comm.size + size - 1) / size
         var batches: [MicroBatch] = []
-        for chunk in stride(from: 0, to: mine.count, by: max(1, c.training.microBatch)) {
-            let indices = mine[chunk..<min(chunk + c.training.microBatch, mine.count)]
+        for chunk in stride(from: 0, to: passes * size, by: size) {
+            let indices = mine[min(chunk, mine.count)..<min(chunk + size, mine.count)]
+            guard !indices.isEmpty else {
+                let T = c.data.sequence
+                batches.append(MicroBatch(ids: [Int32](repeating: 0, count: T), targets: [Int32](repeating: -1, count: T), batch: 1, sequence: T))
+                continue
+            }
             var ids: [Int32] = [], targets: [Int32] = []
             validation.batch(indices, ids: &ids, targets: &targets)
             batches.append(MicroBatch(ids: ids, targets: targets, batch: indices.count, sequence: c.data.sequence))
@@ -297,12 +319,19 @@ public final class Trainer {
             let count = min(c.evaluation.exactMatch, testExamples.count)
             let generator = Generator(model: model)
             var correct = [0.0]
-            for i in stride(from: comm.rank, to: count, by: comm.size) {
+            // Lockstep: every example costs the same number of model passes on every rank, whatever its
+            // length or where it stops, and a rank short of examples makes idle passes (at ZeRO-3 every
+            // pass is one collective per block; elsewhere idle passes cost nothing).
+            let options = SamplingOptions(maxNewTokens: c.evaluation.maxNewTokens, stopTokens: sft.stopTokens, fixedPasses: true)
+            let perRank = (count + comm.size - 1) / comm.size
+            for j in 0..<perRank {
+                let i = comm.rank + j * comm.size
+                guard i < count else { generator.idle(passes: Generator.passes(options)); continue }
                 let example = testExamples[i]
                 let pair = testSet?.evaluationPair(i)
                 let prompt = pair?.promptIDs ?? tokenizer.encode(example.prompt).map(Int32.init)
-                guard prompt.count < model.config.maxPositions else { continue }
-                let output = generator.generate(prompt: prompt, options: SamplingOptions(maxNewTokens: c.evaluation.maxNewTokens, stopTokens: sft.stopTokens))
+                guard !prompt.isEmpty, prompt.count < model.config.maxPositions else { generator.idle(passes: Generator.passes(options)); continue }
+                let output = generator.generate(prompt: prompt, options: options)
                 let answer = output.filter { !sft.stopTokens.contains($0) }.map(Int.init)
                 if (try? tokenizer.decode(answer)) == (pair?.response ?? example.response) { correct[0] += 1 }
             }

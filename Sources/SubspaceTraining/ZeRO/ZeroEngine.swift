@@ -195,6 +195,10 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
         }
     }
 
+    /// Waits until the communication thread has reduced every bucket it was given (stages 0–1 with
+    /// overlap); the caller may then make collective calls of its own.
+    public func waitForBuckets() { inFlight.wait() }
+
     /// Sums gradients over ranks and the adapters'. Stages 0–1 reduced their buckets as backward went
     /// (this waits for any still in flight); stages 2–3 reduce-scattered each block during backward.
     func reduceGradients() {
@@ -250,6 +254,22 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
     public func step(learningRate: Float) -> Double {
         reduceGradients()
         let norm = gradientNorm()
+        apply(norm: norm, learningRate: learningRate)
+        return norm
+    }
+
+    /// `step`, except that a non-finite gradient norm throws before anything is updated. The norm is
+    /// global (bit-identical on every rank), so every rank throws alike and none is left in a collective.
+    public func checkedStep(learningRate: Float, step: Int) throws -> Double {
+        reduceGradients()
+        let norm = gradientNorm()
+        guard norm.isFinite else { throw TrainingError.nonFinite(step: step, what: "the gradient norm (\(norm))") }
+        apply(norm: norm, learningRate: learningRate)
+        return norm
+    }
+
+    /// Clips by `norm`, runs AdamW on this rank's elements and brings every rank's parameters up to date.
+    func apply(norm: Double, learningRate: Float) {
         let factor = maxGradientNorm.map { GradientClipping.factor(norm: norm, maxNorm: $0) } ?? 1
         adam.beginStep()
         for b in shards.indices {
@@ -272,7 +292,6 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
                 }
             }
         }
-        return norm
     }
 
     /// Stages 1–2: every rank updated its part; all-gather the trainable elements of each block.

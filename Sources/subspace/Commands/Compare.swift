@@ -40,7 +40,7 @@ struct Compare: ParsableCommand {
         RankedJob.run { job in
             let start = DispatchTime.now().uptimeNanoseconds
             let options = ComparisonOptions(base: base, teacher: teacher, students: studentRuns, targetLoss: targetLoss, analysis: analysis)
-            let (comparison, files) = try RunComparison.run(options, output: output, communicator: job.world)
+            let (comparison, files) = try RunComparison.run(options, output: output, communicator: try job.watchedWorld())
             guard let files else { return }
             print("")
             print(ComparisonReport.runTable(comparison).plainText)

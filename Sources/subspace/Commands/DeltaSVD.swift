@@ -40,7 +40,7 @@ struct DeltaSVD: ParsableCommand {
             policy.apply()
             let start = DispatchTime.now().uptimeNanoseconds
             let result = try DeltaAnalyzer.analyzeFolders(
-                base: base, tuned: tuned, output: output, options: options, communicator: job.world
+                base: base, tuned: tuned, output: output, options: options, communicator: try job.watchedWorld()
             ) { event in
                 switch event {
                 case .planned(let plan, let modules):

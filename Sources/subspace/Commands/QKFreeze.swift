@@ -35,11 +35,9 @@ struct QKFreeze: ParsableCommand {
             try config.train.validateFiles(file: self.config)
             let command = "mpirun -np \(job.world.size) subspace \(arguments)"
             let progress = StudyProgress(job: job, totalSteps: config.train.training.steps)
-            let study = try QKFreezeStudy(config: config, world: job.world, command: command) { progress.handle($0) }
-            let watchdog = config.train.faults.watchdogSeconds
-            study.wrapCommunicator = { communicator, folder in
-                try WatchedCommunicator(communicator, timeout: watchdog, folder: (folder as NSString).appendingPathComponent(".watchdog"))
-            }
+            // The world and every group split from it are watched (faults.watchdog_seconds).
+            let world = try job.watchedWorld(seconds: config.train.faults.watchdogSeconds)
+            let study = try QKFreezeStudy(config: config, world: world, command: command) { progress.handle($0) }
             if let results = try study.run() {
                 job.log("verdict:\n" + StudyProgress.verdictTable(results))
             }

@@ -27,8 +27,7 @@ struct Train: ParsableCommand {
             try job.world.barrier()
             let progress = Progress(job: job, totalSteps: config.training.steps)
             // A collective stuck past faults.watchdog_seconds is reported with the ranks behind, and the job ends.
-            let world = try WatchedCommunicator(job.world, timeout: config.faults.watchdogSeconds,
-                                                folder: (output as NSString).appendingPathComponent(".watchdog"))
+            let world = try job.watchedWorld(seconds: config.faults.watchdogSeconds)
             let trainer = try Trainer(config: config, communicator: world, report: { progress.handle($0) })
             let start = try trainer.checkResume()
             try folder?.commit(config: config, lineage: trainer.lineage, start: start)

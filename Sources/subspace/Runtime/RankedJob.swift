@@ -18,8 +18,14 @@ struct RankedJob {
     static func run(_ body: (RankedJob) throws -> Void) -> Never {
         let environment: MPIEnvironment
         do {
-            // Serialized: the trainer's communication thread makes MPI calls while the main thread computes.
-            environment = try MPIEnvironment.initialize(threadLevel: .serialized)
+            // Multiple: the watchdog thread exchanges heartbeats (MPI_Isend/Irecv/Test on its own duplicate
+            // communicator) while the main or the trainer's communication thread is inside a collective;
+            // under SERIALIZED that would be illegal. Open MPI 4.1 provides it; measured cost: see README.
+            // SUBSPACE_MPI_THREAD_LEVEL=serialized asks for less (an MPI without MULTIPLE, or to measure it):
+            // the watchdog then still fires, without naming the ranks behind.
+            let asked = ProcessInfo.processInfo.environment["SUBSPACE_MPI_THREAD_LEVEL"]
+            let level = MPIThreadLevel.allCases.first { "\($0)".lowercased().hasSuffix(asked?.lowercased() ?? "-") } ?? .multiple
+            environment = try MPIEnvironment.initialize(threadLevel: level)
         } catch {
             FileHandle.standardError.write(Data("[rank ?] cannot start MPI: \(error)\n".utf8))
             exit(1)
@@ -35,6 +41,17 @@ struct RankedJob {
         } catch {
             job.fail(error)
         }
+    }
+
+    /// The world behind the collective watchdog: a collective that waits longer than `seconds` (default:
+    /// `$SUBSPACE_WATCHDOG_SECONDS`, else 300) is reported on stderr — its name, sequence number and the
+    /// ranks that have not reached it — and the job ends. Communicators split from it are watched too.
+    /// Every command that runs collectives runs them on this. Collective; call once per command.
+    func watchedWorld(seconds: Double? = nil) throws -> WatchedCommunicator {
+        let fallback = ProcessInfo.processInfo.environment["SUBSPACE_WATCHDOG_SECONDS"].flatMap(Double.init) ?? 300
+        let watched = try WatchedCommunicator(world, timeout: seconds ?? fallback)
+        if let missing = watched.heartbeatMissing { log("watchdog: \(missing); a stuck collective is still reported, without the ranks behind", everyRank: true) }
+        return watched
     }
 
     /// A line on stdout, from rank 0 only unless `everyRank`.
@@ -54,8 +71,12 @@ struct RankedJob {
 
 extension RankedJob {
     /// The context a study runs in: rank 0's log lines, a progress display per training run.
-    func studyContext() -> StudyContext {
-        StudyContext(world: world,
+    /// Runs on the watched world (`watchedWorld(seconds:)`, default limit), so a study's collectives and
+    /// those of every communicator it splits off are watched; a watchdog that cannot start ends the job.
+    func studyContext(watchdogSeconds: Double? = nil) -> StudyContext {
+        let world: any Communicator
+        do { world = try watchedWorld(seconds: watchdogSeconds) } catch { fail(error) }
+        return StudyContext(world: world,
                      log: { line in self.log(line) },
                      trainingDisplay: { _, totalSteps in
                          let progress = Progress(job: self, totalSteps: totalSteps)
