@@ -58,7 +58,7 @@ hang "train np=3, rank 2 stopped" "$WORK/hang-train.log" "$WORK/hang-train/metri
 # The study: three groups of one rank each; ranks 0 and 1 finish theirs and wait for rank 2 at the gather.
 hang "qk-freeze np=3, rank 2 stopped" "$WORK/hang-qk.log" "$WORK/hang-qk.log" "ortho-frozen seed 1\] started" -- \
     local_mpirun 3 "$SUBSPACE" qk-freeze --config "$ROOT/configs/qk-freeze.yaml" "${TINY[@]}" --set data.path="$WORK/corpus" \
-        --set training.steps=12 --set faults.watchdog_seconds=5 --set evaluation.every=0 --set study.export_final=false \
+        --set training.steps=3 --set faults.watchdog_seconds=5 --set evaluation.every=0 --set study.export_final=false \
         --set run.output="$WORK/hang-qk"
 
 # Uneven evaluation (5 sequences over 2 or 3 ranks) and exact match on 5 examples of different lengths, at
