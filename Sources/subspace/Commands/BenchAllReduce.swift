@@ -65,7 +65,9 @@ struct BenchAllReduce: ParsableCommand {
     }
 
     func run() throws {
-        let environment = try MPIEnvironment.initialize(threadLevel: .funneled)
+        // The level the commands run at (MULTIPLE unless SUBSPACE_MPI_THREAD_LEVEL says otherwise), so its cost shows.
+        let environment = try MPIEnvironment.initialize(threadLevel: RankedJob.threadLevel)
+        if environment.world.rank == 0 { print("# thread level \(environment.providedThreadLevel)") }
         do {
             try measure(environment.world)
             try environment.finalize()

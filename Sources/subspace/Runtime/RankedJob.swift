@@ -23,9 +23,7 @@ struct RankedJob {
             // under SERIALIZED that would be illegal. Open MPI 4.1 provides it; measured cost: see README.
             // SUBSPACE_MPI_THREAD_LEVEL=serialized asks for less (an MPI without MULTIPLE, or to measure it):
             // the watchdog then still fires, without naming the ranks behind.
-            let asked = ProcessInfo.processInfo.environment["SUBSPACE_MPI_THREAD_LEVEL"]
-            let level = MPIThreadLevel.allCases.first { "\($0)".lowercased().hasSuffix(asked?.lowercased() ?? "-") } ?? .multiple
-            environment = try MPIEnvironment.initialize(threadLevel: level)
+            environment = try MPIEnvironment.initialize(threadLevel: threadLevel)
         } catch {
             FileHandle.standardError.write(Data("[rank ?] cannot start MPI: \(error)\n".utf8))
             exit(1)
@@ -52,6 +50,13 @@ struct RankedJob {
         let watched = try WatchedCommunicator(world, timeout: seconds ?? fallback)
         if let missing = watched.heartbeatMissing { log("watchdog: \(missing); a stuck collective is still reported, without the ranks behind", everyRank: true) }
         return watched
+    }
+
+    /// The thread level commands ask MPI for: MULTIPLE, or `$SUBSPACE_MPI_THREAD_LEVEL` (single, funneled,
+    /// serialized, multiple).
+    static var threadLevel: MPIThreadLevel {
+        let asked = ProcessInfo.processInfo.environment["SUBSPACE_MPI_THREAD_LEVEL"]?.lowercased() ?? "-"
+        return MPIThreadLevel.allCases.first { "\($0)".lowercased().hasSuffix(asked) } ?? .multiple
     }
 
     /// A line on stdout, from rank 0 only unless `everyRank`.
