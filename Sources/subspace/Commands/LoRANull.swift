@@ -69,7 +69,7 @@ struct LoRANullBuildCommand: ParsableCommand {
             o.covariance = covariance
             o.alpha = alpha
             o.batch = data.batch
-            let outcome = try LoRANullBuild.run(o, communicator: job.world) { job.log($0) }
+            let outcome = try LoRANullBuild.run(o, communicator: try job.watchedWorld()) { job.log($0) }
             let m = outcome.manifest
             let shares = m.modules.map(\.closedFormRatio)
             job.log("lora-null build: \(m.modules.count) modules, variant \(m.variant.rawValue), rank \(m.rank), frozen \(m.frozen.map(\.rawValue)); " +
@@ -105,7 +105,7 @@ struct LoRANullVerifyCommand: ParsableCommand {
             o.calibrationOptions = data.options(split: .validation)
             o.initial = initial
             o.batch = data.batch
-            let report = try LoRANullVerify.run(o, communicator: job.world, command: "mpirun -np \(job.world.size) subspace \(arguments)") { job.log($0) }
+            let report = try LoRANullVerify.run(o, communicator: try job.watchedWorld(), command: "mpirun -np \(job.world.size) subspace \(arguments)") { job.log($0) }
             for line in report.findings { job.log(line) }
             job.log("→ \(output)/verification.json, report.md, report.html")
         }
