@@ -53,7 +53,7 @@ struct LoRAXTransferCommand: ParsableCommand {
             ThreadPolicy.decide().apply()   // LAPACK's SVDs want the rank's cores
             let result = try LoRAXTransfer.transferFolders(
                 sourceModel: sourceModel, targetModel: targetModel, adapter: adapter, output: output,
-                options: options, communicator: job.world
+                options: options, communicator: try job.watchedWorld()
             ) { event in
                 switch event {
                 case .planned(let plan, let mappings, let unmapped):
