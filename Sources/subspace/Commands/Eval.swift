@@ -38,7 +38,7 @@ struct Eval: ParsableCommand {
             options.chatFormat = chatFormat
             options.exactMatch = exactMatch
             options.maxNewTokens = maxNewTokens
-            let result = try ModelEvaluation.run(options, communicator: job.world)
+            let result = try ModelEvaluation.run(options, communicator: try job.watchedWorld())
             guard job.isRoot else { return }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -36,7 +36,7 @@ struct HeadsImportance: ParsableCommand {
     func run() throws {
         RankedJob.run { job in
             let scores = try HeadImportanceFile.run(model: model, adapter: adapter, input: input, output: output,
-                                                    microBatch: microBatch, communicator: job.world) { event in
+                                                    microBatch: microBatch, communicator: try job.watchedWorld()) { event in
                 switch event {
                 case .gradientsDone(let n, let s): job.log(String(format: "gate gradients of %d sequences: %.2f s", n, s))
                 case .ablationDone(let n, let s): job.log(String(format: "%d ablation passes: %.2f s", n, s))
