@@ -20,7 +20,8 @@ struct RankedJob {
         do {
             // Multiple: the watchdog thread exchanges heartbeats (MPI_Isend/Irecv/Test on its own duplicate
             // communicator) while the main or the trainer's communication thread is inside a collective;
-            // under SERIALIZED that would be illegal. Open MPI 4.1 provides it; measured cost: see README.
+            // under SERIALIZED that would be illegal. Open MPI 4.1 provides it; its cost is not measured yet:
+            // compare `bench allreduce` with SUBSPACE_MPI_THREAD_LEVEL=serialized.
             // SUBSPACE_MPI_THREAD_LEVEL=serialized asks for less (an MPI without MULTIPLE, or to measure it):
             // the watchdog then still fires, without naming the ranks behind.
             environment = try MPIEnvironment.initialize(threadLevel: threadLevel)
