@@ -12,6 +12,8 @@ public struct ThreadPolicy: Sendable, CustomStringConvertible {
     public let onlineCores: Int
     public let ranksOnNode: Int
     public let reason: String
+    /// A `SUBSPACE_BLAS_THREADS` that was not used as given, and why (shown once, by rank 0).
+    public var warning: String? = nil
 
     public var description: String {
         "BLAS threads: \(threads) (\(reason); \(allowedCores) of \(onlineCores) cores allowed, \(ranksOnNode) rank\(ranksOnNode == 1 ? "" : "s") on this node)"
@@ -21,16 +23,27 @@ public struct ThreadPolicy: Sendable, CustomStringConvertible {
         let online = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let allowed = allowedCoreCount() ?? online
         let local = Int(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? environment["MPI_LOCALNRANKS"] ?? "") ?? 1
-        if let forced = environment["SUBSPACE_BLAS_THREADS"], let n = Int(forced), n >= 1 {
-            return ThreadPolicy(threads: n, allowedCores: allowed, onlineCores: online, ranksOnNode: local,
-                                reason: "set by SUBSPACE_BLAS_THREADS")
+        var warning: String? = nil
+        if let forced = environment["SUBSPACE_BLAS_THREADS"] {
+            if let n = Int(forced.trimmingCharacters(in: .whitespaces)), n >= 1 {
+                guard n > allowed else {
+                    return ThreadPolicy(threads: n, allowedCores: allowed, onlineCores: online, ranksOnNode: local,
+                                        reason: "set by SUBSPACE_BLAS_THREADS")
+                }
+                var clamped = ThreadPolicy(threads: allowed, allowedCores: allowed, onlineCores: online, ranksOnNode: local,
+                                           reason: "SUBSPACE_BLAS_THREADS clamped to the cores this rank may use")
+                clamped.warning = "SUBSPACE_BLAS_THREADS=\(forced) is more than the \(allowed) cores this rank may use; using \(allowed)"
+                return clamped
+            }
+            warning = "SUBSPACE_BLAS_THREADS=\(forced) is not a whole number ≥ 1; ignored"
         }
-        if allowed < online {
-            return ThreadPolicy(threads: allowed, allowedCores: allowed, onlineCores: online, ranksOnNode: local,
-                                reason: "bound to \(allowed) core\(allowed == 1 ? "" : "s")")
-        }
-        return ThreadPolicy(threads: max(1, allowed / max(1, local)), allowedCores: allowed, onlineCores: online,
-                            ranksOnNode: local, reason: "node's cores shared by its ranks")
+        var policy = allowed < online
+            ? ThreadPolicy(threads: allowed, allowedCores: allowed, onlineCores: online, ranksOnNode: local,
+                           reason: "bound to \(allowed) core\(allowed == 1 ? "" : "s")")
+            : ThreadPolicy(threads: max(1, allowed / max(1, local)), allowedCores: allowed, onlineCores: online,
+                           ranksOnNode: local, reason: "node's cores shared by its ranks")
+        policy.warning = warning
+        return policy
     }
 
     /// Applies the decision to OpenBLAS's pool.

@@ -44,7 +44,7 @@ import SubspaceModel
               kv_heads: 2
               intermediate: 0x100
               init_std: 1e-2
-              vocab: 1_000
+              vocab: 1000
             data: {kind: sft, path: data/sft, tokenizer: tok/tokenizer.json, sequence: 32}
             training:
               learning_rate: 3.0e-4
@@ -57,7 +57,7 @@ import SubspaceModel
             lora:
               alpha: 32
               targets: [c_attn]
-              rslora: yes
+              rslora: true
               initialisation: svd-delta
               factors: deltas/factors.safetensors
             checkpoint: {resume: runs/x/checkpoints/step-100}
@@ -497,7 +497,7 @@ import SubspaceModel
         odd.lora?.alpha = 0.1
         odd.lora?.dropout = 0.05
         odd.lora?.initialisation = .svdDelta
-        odd.lora?.factors = "~/factors.safetensors"
+        odd.lora?.factors = "a~/factors.safetensors"
         odd.checkpoint.resume = .path("true")
         odd.faults.watchdogSeconds = 0.1
         try odd.validate()
@@ -579,6 +579,64 @@ import SubspaceModel
             for key in section.keys {
                 let row = "| `\(section.name).\(key.name)` | \(key.type) | `\(key.defaultValue)` |"
                 #expect(readme.contains(row), "\(row)")
+            }
+        }
+    }
+
+    // MARK: - Issue 17: YAML 1.2, ~, the README's examples
+
+    /// configs/README.md promises YAML 1.2: `yes`, `on` and `1_000` are YAML 1.1 forms, refused with the key.
+    @Test(arguments: [("training: {overlap_communication: yes}", "training.overlap_communication"),
+                      ("training: {overlap_communication: on}", "training.overlap_communication"),
+                      ("lora: {rslora: No}", "lora.rslora"),
+                      ("training: {steps: 1_000}", "training.steps"),
+                      ("model: {init_std: 0.000_1}", "model.init_std"),
+                      ("run: {seed: 1_2}", "run.seed"),
+                      ("training: {steps: 0b101}", "training.steps")])
+    func yaml11FormsAreRefused(_ yaml: String, _ key: String) throws {
+        let error = try #require(loadError(yaml))
+        #expect(error.key == key, "\(error)")
+        #expect(try TrainConfig.load(yaml: "training: {overlap_communication: False, steps: 0x10}").training.steps == 16)
+    }
+
+    @Test func homeIsExpandedInPathKeys() throws {
+        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+        let config = try TrainConfig.load(yaml: "run: {output: ~/runs/x}\ndata: {path: '~/data'}\ncheckpoint: {resume: ~/ckpt}")
+        #expect(config.run.output == home + "/runs/x")
+        #expect(config.data.path == home + "/data")
+        #expect(config.checkpoint.resume == .path(home + "/ckpt"))
+        #expect(try TrainConfig.load(yaml: "run: {output: a~b}").run.output == "a~b")
+    }
+
+    @Test func configFolderIsNamed() throws {
+        #expect { try TrainConfig.load(path: NSTemporaryDirectory()) } throws: { "\($0)".contains("is a folder; --config takes a YAML file") }
+    }
+
+    /// Every `--set` of the README's Overrides block applies to every shipped config, validates, and builds
+    /// its LoRA adapters on the config's model (gpt2: the default targets are gpt2 names).
+    @Test(arguments: shipped) func readmeOverrideExamplesRun(_ name: String) throws {
+        let readme = try String(contentsOf: Self.repository.appendingPathComponent("configs/README.md"), encoding: .utf8)
+        let block = try #require(readme.components(separatedBy: "## Overrides").dropFirst().first?.components(separatedBy: "```").dropFirst().first)
+        var examples: [String] = []
+        for line in block.split(separator: "\n") {
+            let code = line.components(separatedBy: "#")[0]
+            for part in code.components(separatedBy: "--set ").dropFirst() {
+                var value = part.trimmingCharacters(in: .whitespaces)
+                if value.hasPrefix("'"), let end = value.dropFirst().firstIndex(of: "'") { value = String(value[value.index(after: value.startIndex)..<end]) }
+                examples.append(value)
+            }
+        }
+        #expect(examples.count >= 6, "\(examples)")
+        let path = Self.repository.appendingPathComponent("configs/\(name)").path
+        for example in examples {
+            let config = try TrainConfig.load(path: path, overrides: [example])
+            try config.validate(worldSize: 1)
+            guard let lora = config.lora else { continue }
+            let model = ModelConfig(family: config.model.family, vocabularySize: 256, hiddenSize: 32, layerCount: 2, headCount: 2, maxPositions: 64)
+            let targets = lora.targets ?? TrainConfig.LoRA.defaultTargets(model.family)
+            let chosen: LoRAConfig.Targets = targets.count == 1 && targets[0].hasPrefix("re:") ? .pattern(String(targets[0].dropFirst(3))) : .names(targets)
+            #expect(throws: Never.self, "\(name) --set \(example)") {
+                _ = try LoRAAdapters(config: LoRAConfig(rank: lora.rank, alpha: lora.alpha, targets: chosen), model: model, seed: 1)
             }
         }
     }

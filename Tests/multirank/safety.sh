@@ -146,4 +146,88 @@ manifest_edit zero_stage 7
 train 2 "$WORK/edit" --set training.steps=10 --set training.learning_rate=0.01; status=$?
 refused "manifest zero_stage 7 refused" $status "zero_stage 7; it is 0, 1, 2 or 3" "$WORK/edit.log"
 
+# --- 3. Every message names the thing at fault ------------------------------------------------------------
+: > "$WORK/afile"
+train 1 "$WORK/afile"; status=$?
+refused "run.output a file: named, no NSError dump" $status "run.output: .*afile is a file, not a folder" "$WORK/afile.log"
+mpi 1 "$SUBSPACE" train --config "$ROOT/configs/base.yaml" "${COMMON[@]}" --set run.output="/proc/subspace-safety-$$" > "$WORK/proc.log" 2>&1
+refused "run.output under /proc: named, no NSError dump" $? "run.output: cannot create the folder /proc/subspace-safety" "$WORK/proc.log"
+mkdir -p "$WORK/home"
+( cd "$WORK" && HOME="$WORK/home" train 1 "$WORK/tilde-run" --set 'run.output=~/tilde' ) \
+    && expect "run.output ~/… expanded to the home folder" test -d "$WORK/home/tilde/final" \
+    && expect "…and no folder named ~ made" test ! -e "$WORK/~" \
+    || { fail "run.output ~/…"; tail -3 "$WORK/tilde-run.log"; }
+"$SUBSPACE" train --config "$WORK" > "$WORK/cfg.log" 2>&1
+refused "--config a folder: named" $? "$WORK: is a folder; --config takes a YAML file" "$WORK/cfg.log"
+train 1 "$WORK/bpe-on-bytes" --set data.tokenizer="$FIX/bpe-tokenizer/tokenizer.json" --set model.vocab=50257; status=$?
+refused "BPE data.tokenizer on a bytes corpus refused" $status "data.tokenizer: is .*tokenizer.json, but the corpus at data.path was tokenized with bytes" "$WORK/bpe-on-bytes.log"
+
+# delta-svd: the rank against the modules, NaN weights by tensor, the output before the SVDs, negative numbers
+# (the "tuned" model: the fresh base the LoRA run saved, of the same shapes).
+OTHER="$WORK/lora-new/final/base"
+mpi 2 "$SUBSPACE" delta-svd --base "$WORK/a-final" --tuned "$OTHER" --rank 100000 --output "$WORK/dsvd" > "$WORK/dsvd.log" 2>&1
+refused "delta-svd --rank 100000 on 16-wide modules refused" $? "rank 100000 is more than min\(out, in\) = 16 .* the rank can be at most 16" "$WORK/dsvd.log"
+expect "…before any SVD or file" bash -c "! grep -q 'svd ' '$WORK/dsvd.log' && test ! -e '$WORK/dsvd/factors.safetensors'"
+"$SUBSPACE" delta-svd --base "$WORK/a-final" --tuned "$OTHER" --rank -1 --output "$WORK/dsvd" > "$WORK/dsvd.log" 2>&1
+refused "delta-svd --rank -1: must be ≥ 1" $? "rank must be ≥ 1, got -1" "$WORK/dsvd.log"
+mpi 2 "$SUBSPACE" delta-svd --base "$WORK/a-final" --tuned "$OTHER" --rank 4 --output /proc/subspace-dsvd > "$WORK/dsvd.log" 2>&1
+refused "delta-svd unwritable --output fails before the SVDs" $? "/proc/subspace-dsvd: --output: cannot create the folder" "$WORK/dsvd.log"
+expect "…having computed none" bash -c "! grep -q 'svd ' '$WORK/dsvd.log'"
+cp -r "$OTHER" "$WORK/nan-final"
+python3 - "$WORK/nan-final/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; data = bytearray(open(p, "rb").read()); n = struct.unpack("<Q", data[:8])[0]
+e = json.loads(data[8:8 + n])["transformer.h.0.mlp.c_fc.weight"]
+struct.pack_into("<f", data, 8 + n + e["data_offsets"][0] + 4 * 5, float("nan")); open(p, "wb").write(data)
+PY
+mpi 2 "$SUBSPACE" delta-svd --base "$WORK/a-final" --tuned "$WORK/nan-final" --rank 4 --output "$WORK/dsvd-nan" > "$WORK/dsvd.log" 2>&1
+refused "delta-svd NaN weight named by tensor, not LAPACK" $? "tensor 'transformer.h.0.mlp.c_fc.*tuned model's weight holds nan" "$WORK/dsvd.log"
+
+# compare: an analysis of other models is refused; the right one is accepted.
+train 2 "$WORK/teach" --set model.source=hf --set model.path="$WORK/a-final" --set data.kind=sft --set data.path="$WORK/sft" \
+    --set evaluation.exact_match=0 || { fail "teacher run"; tail -3 "$WORK/teach.log"; }
+train 2 "$WORK/stud" --set model.source=hf --set model.path="$WORK/a-final" --set data.kind=sft --set data.path="$WORK/sft" \
+    --set evaluation.exact_match=0 --set lora.rank=2 || { fail "student run"; tail -3 "$WORK/stud.log"; }
+mpi 1 "$SUBSPACE" delta-svd --base "$WORK/a-final" --tuned "$OTHER" --rank 2 --output "$WORK/dsvd-other" > /dev/null 2>&1
+mpi 1 "$SUBSPACE" delta-svd --base "$WORK/a-final" --tuned "$WORK/teach/final" --rank 2 --output "$WORK/dsvd-teach" > /dev/null 2>&1
+mpi 1 "$SUBSPACE" compare --base "$WORK/a-final" --teacher "$WORK/teach" --student "s=$WORK/stud" --analysis "$WORK/dsvd-other" \
+    --output "$WORK/cmp" > "$WORK/cmp.log" 2>&1
+refused "compare --analysis of other models refused" $? "--analysis is the delta-svd of other models: tuned .*lora-new/final/base" "$WORK/cmp.log"
+mpi 1 "$SUBSPACE" compare --base "$WORK/a-final" --teacher "$WORK/teach" --student "s=$WORK/stud" --analysis "$WORK/dsvd-teach" \
+    --output "$WORK/cmp" > "$WORK/cmp.log" 2>&1
+expect "compare with its own analysis runs" test $? -eq 0
+
+# A pipeline's stage override is named as the pipeline config's set: entry.
+cat > "$WORK/pipeline.yaml" <<YAML
+output: $WORK/pipe
+corpus: {text: $WORK/text, shards: $WORK/pipe-corpus, tokenizer: bytes, validation_fraction: 0.1}
+sft: {path: $WORK/sft, seed: 1, train: 128, test: 16}
+base: {config: $ROOT/configs/base.yaml, set: [training.stpes=2000]}
+YAML
+mpi 1 "$SUBSPACE" pipeline --config "$WORK/pipeline.yaml" > "$WORK/pipe.log" 2>&1
+refused "pipeline set: typo named as the stage's set: entry" $? "pipeline base.set entry 'training.stpes=2000': training.stpes: unknown key; did you mean training.steps" "$WORK/pipe.log"
+
+# params --check-step under mpirun prints its table once.
+mpi 2 "$SUBSPACE" params --config "$ROOT/configs/qk-freeze.yaml" --set data.path="$WORK/corpus" --set model.layers=1 --set model.width=16 \
+    --set model.heads=2 --set model.context=32 --set data.sequence=32 --set training.global_batch=4 --set training.micro_batch=2 \
+    --check-step > "$WORK/params.log" 2>&1
+expect "params --check-step under mpirun: one table" test "$(grep -c "^W_q and W_k" "$WORK/params.log")" -eq 1
+
+# --- 4. What was skipped is said, once ---------------------------------------------------------------------
+train 2 "$WORK/short-sft" --set model.source=hf --set model.path="$WORK/a-final" --set data.kind=sft --set data.path="$WORK/sft" \
+    --set data.sequence=13 --set evaluation.exact_match=0 --set training.steps=1
+expect "dropped SFT examples said once" test "$(grep -cE "data: train.jsonl: [1-9][0-9]* of 128 examples dropped" "$WORK/short-sft.log")" -eq 1
+"$SUBSPACE" data corpus --input "$WORK/text" --output "$WORK/corpus0" --validation-fraction 0 > "$WORK/corpus0.log" 2>&1
+expect "validation fraction 0 said by data corpus" grep -q "will not evaluate" "$WORK/corpus0.log"
+train 2 "$WORK/noeval" --set data.path="$WORK/corpus0" --set training.steps=1
+expect "evaluation off said once by train" test "$(grep -c "evaluation: off" "$WORK/noeval.log")" -eq 1
+SUBSPACE_BLAS_THREADS=abc train 2 "$WORK/blas1" --set training.steps=1
+expect "SUBSPACE_BLAS_THREADS=abc: ignored, said once" test "$(grep -c "SUBSPACE_BLAS_THREADS=abc is not a whole number ≥ 1; ignored" "$WORK/blas1.log")" -eq 1
+SUBSPACE_BLAS_THREADS=100000 train 2 "$WORK/blas2" --set training.steps=1
+expect "SUBSPACE_BLAS_THREADS=100000: clamped, said once" test "$(grep -cE "SUBSPACE_BLAS_THREADS=100000 is more than the [0-9]+ cores" "$WORK/blas2.log")" -eq 1
+train 1 "$WORK/yaml11" --set training.overlap_communication=yes; status=$?
+refused "YAML 1.1 'yes' refused as a boolean (YAML 1.2)" $status "training.overlap_communication: expected true or false, got yes" "$WORK/yaml11.log"
+train 1 "$WORK/yaml11b" --set training.steps=1_000; status=$?
+refused "YAML 1.1 '1_000' refused as a number (YAML 1.2)" $status "training.steps: expected an integer ≥ 1, got" "$WORK/yaml11b.log"
+
 finish

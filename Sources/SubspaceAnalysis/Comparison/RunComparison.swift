@@ -147,6 +147,40 @@ public struct Comparison: Codable, Sendable {
 public enum RunComparison {
     /// Computes the comparison. With a communicator, every rank calls it and the modules' distances are
     /// split over the ranks (each owner reads only its modules' teacher weights); every rank gets the result.
+    /// `--analysis` must be the delta-svd of this base and this teacher: its analysis.json names the
+    /// folders it read, compared here as absolute paths with links resolved.
+    static func checkAnalysis(_ folder: String, base: String, tuned: String) throws {
+        let analysis = try DeltaAnalysisWriter.read(folder: folder)
+        func resolved(_ path: String) -> String {
+            let expanded = (path as NSString).expandingTildeInPath
+            let absolute = expanded.hasPrefix("/") ? expanded : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(expanded)
+            return ((absolute as NSString).standardizingPath as NSString).resolvingSymlinksInPath
+        }
+        /// The same model: the same folder, or folders whose config.json and tensor files are byte for byte equal.
+        func same(_ a: String, _ b: String) -> Bool {
+            if resolved(a) == resolved(b) { return true }
+            let files = FileManager.default
+            func names(_ folder: String) -> [String] {
+                ((try? files.contentsOfDirectory(atPath: folder)) ?? []).filter { $0 == "config.json" || $0.hasSuffix(".safetensors") }.sorted()
+            }
+            let (na, nb) = (names(a), names(b))
+            guard !na.isEmpty, na == nb else { return false }
+            return na.allSatisfy { name in
+                let (pa, pb) = ((a as NSString).appendingPathComponent(name), (b as NSString).appendingPathComponent(name))
+                guard let da = try? Data(contentsOf: URL(fileURLWithPath: pa), options: .alwaysMapped),
+                      let db = try? Data(contentsOf: URL(fileURLWithPath: pb), options: .alwaysMapped) else { return false }
+                return da == db
+            }
+        }
+        var wrong: [String] = []
+        if !same(analysis.base, base) { wrong.append("base \(analysis.base) (this comparison's --base is \(base))") }
+        if !same(analysis.tuned, tuned) { wrong.append("tuned \(analysis.tuned) (this comparison's teacher model is \(tuned))") }
+        guard wrong.isEmpty else {
+            throw AnalysisError(file: folder, "--analysis is the delta-svd of other models: " + wrong.joined(separator: " and ")
+                                + "; run delta-svd --base \(base) --tuned \(tuned), or leave --analysis out")
+        }
+    }
+
     public static func compare(_ options: ComparisonOptions, communicator: (any Communicator)? = nil) throws -> Comparison {
         guard !options.students.isEmpty else { throw AnalysisError("no students to compare") }
         let names = options.students.map(\.name) + ["teacher"]
@@ -155,6 +189,7 @@ public enum RunComparison {
         }
         func path(_ folder: String, _ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
 
+        if let folder = options.analysis { try checkAnalysis(folder, base: options.base, tuned: path(options.teacher, "final")) }
         let teacherMetrics = try RunMetrics.read(path: path(options.teacher, "metrics.jsonl"))
         let source = try HFFolderDeltaSource(base: options.base, tuned: path(options.teacher, "final"))
         let config = source.config

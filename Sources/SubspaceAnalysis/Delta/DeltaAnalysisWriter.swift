@@ -204,6 +204,17 @@ extension DeltaAnalyzer {
         communicator: any Communicator, onEvent: (DeltaAnalysisEvent) -> Void = { _ in }
     ) throws -> (outcome: DeltaAnalysisOutcome, files: DeltaAnalysisFiles)? {
         let source = try HFFolderDeltaSource(base: base, tuned: tuned)
+        // The output folder is made before the SVDs, so an unusable one fails at once, not after them all.
+        if communicator.rank == 0 {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: output, isDirectory: &isFolder), !isFolder.boolValue {
+                throw AnalysisError(file: output, "--output is a file, not a folder")
+            }
+            do { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) } catch {
+                throw AnalysisError(file: output, "--output: cannot create the folder: \(FileSystemMessage.reason(error))")
+            }
+            guard access(output, W_OK) == 0 else { throw AnalysisError(file: output, "--output: the folder is not writable") }
+        }
         guard let outcome = try run(source: source, options: options, communicator: communicator, onEvent: onEvent) else { return nil }
         return (outcome, try DeltaAnalysisWriter.write(outcome, to: output))
     }

@@ -99,6 +99,15 @@ public enum DeltaAnalyzer {
         let (rank, size) = (communicator.rank, communicator.size)
         let isRoot = rank == 0
         let modules = source.modules
+        // The rank against the modules' sizes, before any SVD: a module's rank-R factors are padded with
+        // zeros past min(out, in) (so every module's factors have rank R, as a uniform svd-delta
+        // initialisation needs), but a rank beyond every module's min(out, in) only pads: refused.
+        if let largest = modules.max(by: { min($0.outFeatures, $0.inFeatures) < min($1.outFeatures, $1.inFeatures) }),
+           options.rank > min(largest.outFeatures, largest.inFeatures) {
+            let k = min(largest.outFeatures, largest.inFeatures)
+            throw AnalysisError(tensor: largest.name, "rank \(options.rank) is more than min(out, in) = \(k) of this \(largest.outFeatures)×\(largest.inFeatures) "
+                                + "module, the largest of the model: no module has that many singular values; the rank can be at most \(k)")
+        }
         let costs = modules.map { options.cost($0.outFeatures, $0.inFeatures) }
 
         var owners: [Int64] = isRoot
@@ -187,6 +196,14 @@ public enum DeltaAnalyzer {
         let k = min(m, n)
         let R = options.rank
         let kept = min(R, k)
+        // NaN or Inf would reach LAPACK as "argument 5 had an illegal value": name the tensor instead.
+        for (tensor, which) in [(pair.base, "base"), (pair.tuned, "tuned")] {
+            if let bad = tensor.withUnsafeBufferPointer({ $0.firstIndex { !$0.isFinite } }) {
+                let value = tensor.withUnsafeBufferPointer { $0[bad] }
+                throw AnalysisError(tensor: module.name, "the \(which) model's weight holds \(value) at element \(bad) of \(module.shape) "
+                                    + "(\(which == "base" ? "--base" : "--tuned")): a diverged or damaged model")
+            }
+        }
         let baseEnergy = pair.base.sumOfSquares
         var delta = pair.tuned
         delta.withUnsafeMutableBufferPointer { d in

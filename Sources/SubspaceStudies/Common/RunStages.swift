@@ -49,10 +49,30 @@ public struct RunStages {
         var flag: [Int32] = [0]
         if isRoot, let m = marker(folder), m["lineage"] as? String == lineage, m["complete"] as? Bool == true,
            required.allSatisfy({ FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent($0)) }) {
-            flag[0] = 1
+            // A required folder whose tensor files do not open (truncated, replaced) is not done: it is redone.
+            if let damage = required.lazy.compactMap({ Self.damage((folder as NSString).appendingPathComponent($0)) }).first {
+                context.say("\(folder): \(damage); running it again")
+            } else {
+                flag[0] = 1
+            }
         }
         try world.broadcast(&flag, root: 0)
         return flag[0] == 1
+    }
+
+    /// Why the safetensors files in `path` (a folder, or one file) do not open, or nil when they all do.
+    static func damage(_ path: String) -> String? {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return "\(path) is missing" }
+        let files = isFolder.boolValue
+            ? ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".safetensors") }
+                .map { (path as NSString).appendingPathComponent($0) }
+            : [path].filter { $0.hasSuffix(".safetensors") }
+        if isFolder.boolValue, files.isEmpty { return "\(path) holds no .safetensors file" }
+        for file in files {
+            do { _ = try SafetensorsFile(path: file) } catch { return "\(file) is damaged (\(error))" }
+        }
+        return nil
     }
 
     /// Before a run (rank 0): outputs of another lineage, or of unknown origin, are removed so nothing

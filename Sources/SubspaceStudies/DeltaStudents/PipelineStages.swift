@@ -59,7 +59,17 @@ struct PipelineStages {
     /// Trains one stage into `output/<name>` unless it is done with this configuration and these inputs.
     @discardableResult
     func train(_ name: String, _ stage: PipelineConfig.Stage, extra: [String], after upstream: [Done] = []) throws -> Done {
-        try runs.train(name, config: stage.config, overrides: stage.overrides + extra, after: upstream)
+        do {
+            return try runs.train(name, config: stage.config, overrides: stage.overrides + extra, after: upstream)
+        } catch var error as ConfigError {
+            // An override from the pipeline config is named as the user wrote it: the stage's `set:` entry.
+            if let source = error.source, let entry = stage.overrides.first(where: { "--set \($0)" == source }) {
+                let section = [("base", config.base), ("teacher", config.teacher), ("students", config.students)]
+                    .first { $0.1.config == stage.config && $0.1.overrides == stage.overrides }?.0 ?? name
+                error.source = "pipeline \(section).set entry '\(entry)'"
+            }
+            throw error
+        }
     }
 
     /// The final validation loss recorded in a run's metrics.jsonl (rank 0's view, broadcast).

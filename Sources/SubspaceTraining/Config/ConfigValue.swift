@@ -47,8 +47,8 @@ public struct ConfigValue {
     public func seed() throws -> UInt64 {
         let expected = Self.seedType
         guard case .scalar(let scalar) = node, node.tagName == .int else { throw typeError(expected) }
-        let text = scalar.string.replacingOccurrences(of: "_", with: "")
-        guard let value = Self.isDecimal(text) ? UInt64(text) : UInt64.construct(from: scalar) else { throw typeError(expected) }
+        let text = scalar.string
+        guard !text.contains("_"), let value = Self.isDecimal(text) ? UInt64(text) : UInt64.construct(from: scalar) else { throw typeError(expected) }
         return value
     }
 
@@ -59,15 +59,22 @@ public struct ConfigValue {
         switch node.tagName {
         case .int: value = Self.integer(scalar).map { T($0) }
         // Parsed straight to T so that a Float written by `resolvedYAML` reads back bit for bit.
-        case .float: value = T(scalar.string.replacingOccurrences(of: "_", with: ""))
+        case .float: value = scalar.string.contains("_") ? nil : T(scalar.string)
         default: value = nil
         }
         guard let value, value.isFinite, rule.accepts(value) else { throw typeError(rule.expected) }
         return value
     }
 
+    /// YAML 1.2: true or false (any case, as the core schema has them); `yes`, `no`, `on`, `off` are
+    /// YAML 1.1 booleans and text in 1.2, so they are refused rather than guessed.
     public func bool() throws -> Bool {
-        guard case .scalar(let scalar) = node, node.tagName == .bool, let value = Bool.construct(from: scalar) else {
+        guard case .scalar(let scalar) = node, node.tagName == .bool,
+              ["true", "false"].contains(scalar.string.lowercased()), let value = Bool.construct(from: scalar) else {
+            if case .scalar(let scalar) = node, node.tagName == .bool {
+                throw ConfigError(.type, source: origin.source, line: origin.line, key: key,
+                                  "expected true or false, got \(scalar.string) (a YAML 1.1 boolean; configs are read as YAML 1.2, where it is text)")
+            }
             throw typeError("true or false")
         }
         return value
@@ -97,9 +104,11 @@ public struct ConfigValue {
         return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
-    /// Decimal as written (YAML 1.2), else Yams for 0x…, 0o…, 0b….
+    /// Decimal as written (YAML 1.2), else 0x… and 0o…; YAML 1.1's `1_000`, `0b…` and sexagesimal
+    /// forms are not numbers in 1.2.
     public static func integer(_ scalar: Node.Scalar) -> Int? {
-        let text = scalar.string.replacingOccurrences(of: "_", with: "")
+        let text = scalar.string
+        if text.contains("_") || text.contains(":") || text.lowercased().hasPrefix("0b") { return nil }
         return isDecimal(text) ? Int(text) : Int.construct(from: scalar)
     }
 }

@@ -14,6 +14,10 @@ extension TrainConfig {
 
     /// A config file's text, or a `ConfigError` naming it (shared with the study configs).
     public static func readYAML(path: String) throws -> String {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            throw ConfigError(.unreadable, source: path, key: nil, "is a folder; --config takes a YAML file (see configs/)")
+        }
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
         } catch {
@@ -30,6 +34,7 @@ extension TrainConfig {
             guard let present = document.sections.first(where: { $0.name == section.name }) else { continue }
             try section.decode(&config, present.values)
         }
+        config.expandHome()
         do {
             try config.validate()
         } catch var error as ConfigError {
@@ -37,6 +42,27 @@ extension TrainConfig {
             throw error
         }
         return config
+    }
+}
+
+extension TrainConfig {
+    /// `~` and `~/…` at the start of a path key mean the home folder, as in a shell, for every path key
+    /// (run.output, model.path, data.path, data.tokenizer, lora.factors, a checkpoint.resume path), so
+    /// `~` never becomes a folder literally named `~`.
+    mutating func expandHome() {
+        // $HOME as a shell has it (Foundation's expansion reads the password database instead).
+        let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        func expand(_ path: String) -> String { path == "~" ? home : path.hasPrefix("~/") ? (home as NSString).appendingPathComponent(String(path.dropFirst(2))) : path }
+        run.output = expand(run.output)
+        model.path = model.path.map(expand)
+        data.path = expand(data.path)
+        data.tokenizer = expand(data.tokenizer)
+        if var l = lora {
+            l.factors = l.factors.map(expand)
+            l.adapter = l.adapter.map(expand)
+            lora = l
+        }
+        if case .path(let p) = checkpoint.resume { checkpoint.resume = .path(expand(p)) }
     }
 }
 

@@ -89,6 +89,23 @@ extension TrainConfig {
             let path = (data.path as NSString).appendingPathComponent(name)
             guard isFolder(path) == false else { throw missing("data.path", path, "a file") }
         }
+        if data.kind == .corpus,
+           let bytes = FileManager.default.contents(atPath: (data.path as NSString).appendingPathComponent(CorpusManifest.fileName)),
+           let manifest = try? JSONDecoder().decode(CorpusManifest.self, from: bytes) {
+            let tokenizerFile = isFolder(data.tokenizer) == true
+                ? (data.tokenizer as NSString).appendingPathComponent("tokenizer.json") : data.tokenizer
+            var differs = (manifest.tokenizer == "bytes") != (data.tokenizer == "bytes")
+            if !differs, data.tokenizer != "bytes", let recorded = manifest.tokenizerSHA256,
+               let mine = FileManager.default.contents(atPath: tokenizerFile) {
+                differs = mine.withUnsafeBytes { SHA256.hex($0) } != recorded
+            }
+            if differs {
+                throw ConfigError(.value, source: file, key: "data.tokenizer",
+                                  "is \(data.tokenizer), but the corpus at data.path was tokenized with \(manifest.tokenizer) "
+                                  + "(its corpus.json); use that tokenizer, or rebuild the corpus with `subspace data corpus --tokenizer \(data.tokenizer)`",
+                                  related: ["data.path"])
+            }
+        }
         if data.tokenizer != "bytes" {
             // As `Tokenizers.load` reads it: a tokenizer.json, or a folder holding one.
             let path = isFolder(data.tokenizer) == true

@@ -137,6 +137,16 @@ public final class Trainer {
             sft = train
             testExamples = test?.examples ?? []
         }
+        // Said once (rank 0 shows it): what the data left out, and an evaluation that cannot happen.
+        for (file, set) in [("train.jsonl", sft), ("test.jsonl", validation as? SFTDataset)] {
+            guard let s = set?.summary, s.droppedLongPrompt > 0 || s.truncated > 0 else { continue }
+            report(.info("data: \(file): \(s.droppedLongPrompt) of \(s.examples) examples dropped (prompt longer than data.sequence \(c.data.sequence))"
+                         + ", \(s.truncated) truncated (response cut at data.sequence)"))
+        }
+        if (validation?.count ?? 0) == 0 {
+            report(.info("evaluation: off, since data.path has no validation "
+                         + (c.data.kind == .corpus ? "tokens (the corpus was built with --validation-fraction 0)" : "examples (test.jsonl is empty)")))
+        }
         guard data.count >= c.training.globalBatch else {
             throw TrainingError.configuration("data.path: \(data.count) training sequences of \(c.data.sequence) tokens, fewer than one global batch (\(c.training.globalBatch))")
         }

@@ -65,6 +65,9 @@ struct DataCommand: ParsableCommand {
             let manifest = try builder.build(input: input, output: output) { source in
                 print("  \(source.file): \(source.bytes) bytes → \(source.trainTokens) train + \(source.validationTokens) validation tokens")
             }
+            if manifest.validation.tokens == 0 {
+                print("data corpus: no validation tokens (--validation-fraction \(validationFraction)), so `subspace train` on this corpus will not evaluate")
+            }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             let bytes = manifest.sources.reduce(0) { $0 + $1.bytes }
             print("data corpus: \(manifest.sources.count) files, \(bytes) bytes → train.bin \(manifest.train.tokens) tokens, val.bin \(manifest.validation.tokens) tokens (\(manifest.dtype.rawValue)) in \(String(format: "%.2f", seconds)) s")

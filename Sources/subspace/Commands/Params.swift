@@ -53,6 +53,9 @@ struct Params: ParsableCommand {
     }
 
     func run() throws {
+        // A single-process command: under mpirun every rank would print the same table, so only the
+        // first rank does the work and prints.
+        if let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init), rank > 0 { return }
         if let config {
             let study = try QKFreezeStudyConfig.load(path: config, overrides: overrides)
             try study.train.validateFiles(file: config)

@@ -33,6 +33,7 @@ struct RankedJob {
         let policy = ThreadPolicy.decide()
         Parallel.configure(threads: policy.threads)
         job.log("\(policy) on \(environment.processorName)", everyRank: true)
+        if let warning = policy.warning { job.log("warning: \(warning)") }
         do {
             try body(job)
             try environment.finalize()
@@ -67,9 +68,18 @@ struct RankedJob {
         fflush(nil)  // all streams: lines from different ranks interleave whole
     }
 
+    /// The error as one line: Foundation's file-system errors as "path: reason" instead of their
+    /// domain, code and user-info dump; everything else as it describes itself.
+    static func describe(_ error: any Error) -> String {
+        let ns = error as NSError
+        guard ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain else { return "\(error)" }
+        let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+        return (path.map { "\($0): " } ?? "") + FileSystemMessage.reason(error)
+    }
+
     /// Prints the error naming this rank and ends the whole job.
     func fail(_ error: any Error) -> Never {
-        FileHandle.standardError.write(Data("\(prefix) error: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("\(prefix) error: \(Self.describe(error))\n".utf8))
         if world.size > 1 { environment.abort(code: 1) }
         exit(1)
     }
