@@ -283,9 +283,10 @@ public enum LoRAXTransfer {
         let projectedNorm = LoRAProjection.squaredNorm(b: bt, a: at).squareRoot() * abs(scale)
         let projectedRatio = sourceNorm > 0 ? projectedNorm / sourceNorm : nil
 
+        // 1e-6 of slack: with k = d on a side, chance and φ are 1 up to rounding and the default threshold is 1.
         var reasons: [String] = []
-        if phiU < tu { reasons.append(String(format: "φ_U %.4f < %.4f (chance %.4f)", phiU, tu, chanceU)) }
-        if phiV < tv { reasons.append(String(format: "φ_V %.4f < %.4f (chance %.4f)", phiV, tv, chanceV)) }
+        if phiU < tu - 1e-6 { reasons.append(String(format: "φ_U %.4f < %.4f (chance %.4f)", phiU, tu, chanceU)) }
+        if phiV < tv - 1e-6 { reasons.append(String(format: "φ_V %.4f < %.4f (chance %.4f)", phiV, tv, chanceV)) }
         let transferred = reasons.isEmpty
         if !transferred {
             bt = Tensor(zeros: [m.targetShape[0], r])
