@@ -73,14 +73,14 @@ extension ModelConfig {
         case .llama, .qwen2:
             let activation = json["hidden_act"] as? String ?? "silu"
             guard activation == "silu" else { throw fail("hidden_act", "'\(activation)' is not supported (silu)") }
-            if let scaling = json["rope_scaling"], !(scaling is NSNull) {
-                throw fail("rope_scaling", "rotary scaling is not supported")
+            var scaling: RotaryScaling?
+            if let value = json["rope_scaling"], !(value is NSNull) {
+                guard let object = value as? [String: Any] else { throw fail("rope_scaling", "is not an object") }
+                scaling = try RotaryScaling.read(object, key: "rope_scaling", fail: fail)
             }
             var theta = try float("rope_theta", default: 10000)
             if let parameters = json["rope_parameters"] as? [String: Any] {
-                if let kind = parameters["rope_type"] as? String, kind != "default" {
-                    throw fail("rope_parameters.rope_type", "'\(kind)' is not supported (default)")
-                }
+                scaling = try RotaryScaling.read(parameters, key: "rope_parameters", fail: fail) ?? scaling
                 if let t = parameters["rope_theta"] as? NSNumber { theta = t.floatValue }
             }
             if family == .qwen2, try bool("use_sliding_window", default: false) {
@@ -97,6 +97,7 @@ extension ModelConfig {
                       normEpsilon: try float("rms_norm_eps", default: 1e-6), ropeTheta: theta,
                       tiedEmbeddings: try bool("tie_word_embeddings", default: false))
             if family == .llama { attentionBias = try bool("attention_bias", default: false) }
+            ropeScaling = scaling
         }
         let problems = problems()
         if !problems.isEmpty { throw ModelConfigError(file: file, key: nil, reason: problems.joined(separator: "; ")) }
@@ -125,6 +126,7 @@ extension ModelConfig {
                 "dtype": "float32",
             ]
             if family == .llama { json["attention_bias"] = attentionBias; json["mlp_bias"] = false }
+            if let ropeScaling { json["rope_scaling"] = ropeScaling.hfParameters }
             return json
         }
     }

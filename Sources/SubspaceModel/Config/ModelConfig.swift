@@ -25,6 +25,8 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var maxPositions: Int
     public var normEpsilon: Float
     public var ropeTheta: Float
+    /// Rotary scaling (`rope_scaling` / `rope_parameters` of config.json); nil: none.
+    public var ropeScaling: RotaryScaling? = nil
     public var tiedEmbeddings: Bool
     /// Biases on the q/k/v projections (GPT-2, Qwen2).
     public var attentionBias: Bool

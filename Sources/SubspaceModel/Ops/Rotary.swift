@@ -11,11 +11,11 @@ public struct Rotary: Sendable {
 
     /// Frequencies are computed in float32 the way HF does (inv_freq = 1/θ^(2i/d), angle = t·inv_freq),
     /// so positions agree with PyTorch to rounding.
-    public init(headDimension d: Int, maxPositions: Int, theta: Float) {
+    public init(headDimension d: Int, maxPositions: Int, theta: Float, scaling: RotaryScaling? = nil) {
         headDimension = d
         self.maxPositions = maxPositions
         let half = d / 2
-        let invFreq = (0..<half).map { 1 / powf(theta, Float(2 * $0) / Float(d)) }
+        let invFreq = Self.inverseFrequencies(headDimension: d, theta: theta, scaling: scaling)
         var c = [Float](repeating: 0, count: maxPositions * half)
         var s = c
         for t in 0..<maxPositions {
@@ -27,6 +27,12 @@ public struct Rotary: Sendable {
         }
         cosTable = c
         sinTable = s
+    }
+
+    /// 1/θ^(2i/d) for i < d/2 in float32, then the scaling's rule.
+    public static func inverseFrequencies(headDimension d: Int, theta: Float, scaling: RotaryScaling?) -> [Float] {
+        let invFreq = (0..<(d / 2)).map { 1 / powf(theta, Float(2 * $0) / Float(d)) }
+        return scaling?.apply(invFreq) ?? invFreq
     }
 
     /// Rotates `heads` heads of `headDimension` at `x` (contiguous) for position `t`; `inverse` rotates

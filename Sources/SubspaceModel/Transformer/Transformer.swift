@@ -72,7 +72,8 @@ public final class Transformer: @unchecked Sendable {
         self.layout = ParameterLayout(config: config)
         self.parameterStorage = TensorStorage(capacity: layout.totalCount)
         self.rotary = config.usesRotary
-            ? Rotary(headDimension: config.headDimension, maxPositions: config.maxPositions, theta: config.ropeTheta)
+            ? Rotary(headDimension: config.headDimension, maxPositions: config.maxPositions, theta: config.ropeTheta,
+                     scaling: config.ropeScaling)
             : nil
     }
 
