@@ -4,7 +4,8 @@
 `_compute_llama3_parameters`), for `RotaryScalingTests`. torch was not installed in this session, so the
 reference is this transcription of the published formulas, not transformers itself.
 
-    /work/venv-tok/bin/python Tests/SubspaceModelTests/Resources/rope/make_rope_reference.py
+    python3 -m venv .venv-references && .venv-references/bin/pip install numpy
+    .venv-references/bin/python Tests/SubspaceModelTests/Resources/rope/make_rope_reference.py
 """
 import json
 import math

@@ -3,9 +3,9 @@
 
 Run once (outputs are committed; rerun only to change them):
 
-    python3 -m venv /work/venv-tok && /work/venv-tok/bin/pip install tokenizers transformers jinja2
-    /work/venv-tok/bin/python Tests/SubspaceModelTests/Resources/tokenizers/make_references.py \
-        /work/shared/fixtures/bpe-tokenizer/long_text.txt
+    python3 -m venv .venv-references && .venv-references/bin/pip install tokenizers transformers jinja2
+    .venv-references/bin/python Tests/SubspaceModelTests/Resources/tokenizers/make_references.py \
+        ../shared/fixtures/bpe-tokenizer/long_text.txt
 
 Generated with tokenizers 0.23.3 and transformers 5.24.0 (no torch needed).
 
