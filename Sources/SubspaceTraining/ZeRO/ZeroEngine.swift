@@ -210,8 +210,26 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
             reducedBuckets = 0
         }
         if let adapters = model.adapters {
-            let g = UnsafeMutableBufferPointer(start: adapters.gradientStorage.pointer, count: adapters.totalCount)
-            collective("all-reduce adapter gradients") { try communicator.allReduce(g, op: .sum) }
+            let (trainA, trainB) = (adapters.config.trainA, adapters.config.trainB)
+            if trainA && trainB {
+                let g = UnsafeMutableBufferPointer(start: adapters.gradientStorage.pointer, count: adapters.totalCount)
+                collective("all-reduce adapter gradients") { try communicator.allReduce(g, op: .sum) }
+            } else if trainA || trainB {
+                // Only the trainable factors travel (a frozen one has no gradient): packed, reduced, unpacked.
+                let segments = adapters.adapters.map { trainA ? ($0.aOffset, $0.aCount) : ($0.bOffset, $0.bCount) }
+                var packed = [Float](repeating: 0, count: segments.reduce(0) { $0 + $1.1 })
+                var cursor = 0
+                for (offset, count) in segments {
+                    for i in 0..<count { packed[cursor + i] = adapters.gradientStorage.pointer[offset + i] }
+                    cursor += count
+                }
+                collective("all-reduce trainable adapter gradients") { try communicator.allReduce(&packed, op: .sum) }
+                cursor = 0
+                for (offset, count) in segments {
+                    for i in 0..<count { adapters.gradientStorage.pointer[offset + i] = packed[cursor + i] }
+                    cursor += count
+                }
+            }
         }
     }
 
