@@ -128,24 +128,32 @@ import SubspaceCore
     @Test(arguments: [(4, 4), (4, 2), (4, 1)])
     func attention(H: Int, G: Int) {
         var rng = RandomStream(seed: 8)
-        let (B, T, D) = (2, 6, 3)
-        let attention = Attention(B: B, T: T, H: H, G: G, D: D)
+        let (B, T, D) = (2, 7, 3)
+        // Tiles smaller than T and not dividing it, so several tiles and the diagonal masking are exercised.
+        let attention = Attention(B: B, T: T, H: H, G: G, D: D, queryTile: 3, keyTile: 2)
         let qkv = randomArray(B * T * attention.S, &rng), r = randomArray(B * T * H * D, &rng)
-        func forward(_ qkv: [Float]) -> (out: [Float], att: [Float]) {
-            var out = [Float](repeating: 0, count: B * T * H * D), att = [Float](repeating: 0, count: B * H * T * T)
-            attention.forward(out: &out, att: &att, qkv: qkv)
-            return (out, att)
+        let gates = (0..<H).map { _ in 1 + 0.3 * rng.nextNormal() }
+        var scratch = [Float](repeating: 0, count: attention.scratchCount)
+        func forward(_ qkv: [Float], _ gates: [Float]) -> (out: [Float], lse: [Float]) {
+            var out = [Float](repeating: 0, count: B * T * H * D), lse = [Float](repeating: 0, count: B * H * T)
+            attention.forward(out: &out, lse: &lse, qkv: qkv, scratch: &scratch, gates: gates)
+            return (out, lse)
         }
-        let f = forward(qkv)
-        var d = [Float](repeating: 0, count: qkv.count), scratch = [Float](repeating: 0, count: attention.scratchCount)
-        attention.backward(dqkv: &d, dout: r, qkv: qkv, att: f.att, scratch: &scratch)
-        checkGradient("Attention H\(H) G\(G)", at: qkv, analytic: d, samples: 80) { weightedSum(forward($0).out, r) }
-        // Causality: probabilities above the diagonal are zero and rows sum to one.
-        for row in 0..<(B * H * T) {
-            let i = row % T
-            let p = f.att[(row * T)..<(row * T + T)]
-            #expect(p.dropFirst(i + 1).allSatisfy { $0 == 0 })
-            #expect(abs(p.reduce(0, +) - 1) < 1e-5)
+        let f = forward(qkv, gates)
+        var d = [Float](repeating: 0, count: qkv.count), dgates = [Float](repeating: 0, count: B * H)
+        attention.backward(dqkv: &d, dout: r, qkv: qkv, out: f.out, lse: f.lse, scratch: &scratch, gates: gates,
+                           dgates: &dgates, gateStride: H)
+        checkGradient("Attention H\(H) G\(G)", at: qkv, analytic: d, samples: 80) { weightedSum(forward($0, gates).out, r) }
+        let dgatesTotal = (0..<H).map { h in (0..<B).reduce(Float(0)) { $0 + dgates[$1 * H + h] } }
+        checkGradient("Attention ∂/∂ξ H\(H) G\(G)", at: gates, analytic: dgatesTotal) { weightedSum(forward(qkv, $0).out, r) }
+        // Causality: the first query of each row attends only to itself, so its output is ξ·v₀.
+        let S = attention.S
+        for b in 0..<B {
+            for h in 0..<H {
+                let v0 = qkv[(b * T) * S + (H + G + h / (H / G)) * D ..< (b * T) * S + (H + G + h / (H / G)) * D + D]
+                let o0 = f.out[(b * T) * H * D + h * D ..< (b * T) * H * D + h * D + D]
+                #expect(zip(o0, v0).allSatisfy { abs($0 - gates[h] * $1) < 1e-5 })
+            }
         }
     }
 

@@ -1,110 +1,228 @@
 import Foundation
 import SubspaceCore
 
-/// Causal multi-head attention with grouped key/value heads, through BLAS per (batch, head).
+/// Causal multi-head attention with grouped key/value heads, tiled so that no [T, T] matrix is ever held
+/// (FlashAttention-2's scheme, on CPU tiles through BLAS).
 ///
 /// Legend: B batch, T sequence, H query heads, G key/value heads (H divisible by G; query head h reads
 /// key/value head h / (H/G), as HF's `repeat_kv`), D head dimension, S = (H + 2G)·D the row stride of the
-/// fused qkv activation (q at column 0, k at H·D, v at (H+G)·D).
+/// fused qkv activation (q at column 0, k at H·D, v at (H+G)·D). Br query rows × Bc keys per tile.
+///
+/// Forward walks, per (batch, head) and block of Br query rows, the key blocks up to the causal diagonal
+/// (blocks above it are never computed) with the online softmax: a running row max m and sum ℓ, the
+/// output rescaled when m grows. It keeps only the rows' logsumexp m + log ℓ ([B, H, T]) for backward.
+/// Backward recomputes each tile's probabilities P = exp(QKᵀ/√D − lse) and, with Dᵢ = rowsum(dO ⊙ O),
+/// forms dS = P ⊙ (dP − D) without ever holding a row of P whole.
 ///
 /// Head gates (optional): ξ [H] multiplies each head's output, O_h = ξ_h · P_h V_h, which is the same as
 /// HF's `head_mask` on the probabilities and as scaling the output projection's input columns of head h.
 /// Without gates nothing extra is done.
+///
+/// Memory: the logsumexp rows plus `scratchCount` floats of per-worker tiles (2·Br·Bc + 2·Br each).
 public struct Attention: Sendable {
     public let B: Int, T: Int, H: Int, G: Int, D: Int
+    /// Query rows (Br) and keys (Bc) per tile, at most T.
+    public let queryTile: Int, keyTile: Int
+    /// Workers the kernels split over: `Parallel.workers` when this value was made (it sizes the scratch).
+    public let workers: Int
     public var S: Int { (H + 2 * G) * D }
     var scale: Float { 1 / Float(D).squareRoot() }
 
-    public init(B: Int, T: Int, H: Int, G: Int, D: Int) {
+    /// Default tiles: 64 query rows × 256 keys. Br sets the work wasted on the diagonal (Br²/2 scores
+    /// per block row) and Bc the tile's footprint (2·64·256 floats = 128 KB per worker, within L2); the
+    /// products stay large enough for sgemm's kernels.
+    public init(B: Int, T: Int, H: Int, G: Int, D: Int, queryTile: Int = 64, keyTile: Int = 256) {
         precondition(H % G == 0, "query heads \(H) not divisible by key/value heads \(G)")
+        precondition(queryTile > 0 && keyTile > 0, "tiles must be positive")
         (self.B, self.T, self.H, self.G, self.D) = (B, T, H, G, D)
+        self.queryTile = Swift.max(1, Swift.min(queryTile, T))
+        self.keyTile = Swift.max(1, Swift.min(keyTile, T))
+        workers = Swift.max(1, Parallel.workers)
     }
 
-    /// - out: [B·T, H·D]; att: [B, H, T, T] softmax probabilities, kept for backward (zero above the
-    ///   diagonal, ungated); qkv: [B·T, S]; gates: [H] or nil (all 1).
-    public func forward(out: FloatPointer, att: FloatPointer, qkv: ConstFloatPointer, gates: ConstFloatPointer? = nil) {
-        let (T, H, G, D, S) = (T, H, G, D, S)
-        let group = H / G
-        Parallel.rows(B * H, minimumPerChunk: 1) { pairs in
+    /// Floats one worker's tiles take: probabilities and their gradient (Br × Bc each), two row vectors.
+    var perWorker: Int { 2 * queryTile * keyTile + 2 * queryTile }
+
+    /// Floats of scratch `forward` and `backward` need (per-worker tiles).
+    public var scratchCount: Int { workers * perWorker }
+
+    /// - out: [B·T, H·D]; lse: [B, H, T] each query row's logsumexp of its scaled scores, kept for
+    ///   backward; qkv: [B·T, S]; scratch: `scratchCount` floats; gates: [H] or nil (all 1).
+    public func forward(out: FloatPointer, lse: FloatPointer, qkv: ConstFloatPointer, scratch: FloatPointer,
+                        gates: ConstFloatPointer? = nil) {
+        let (T, H, G, D, S, Br, Bc) = (T, H, G, D, S, queryTile, keyTile)
+        let group = H / G, ldo = H * D, scale = scale, perWorker = perWorker
+        Parallel.chunks(B * H, chunks: workers) { worker, pairs in
+            let scores = scratch + worker * perWorker
+            let rowMax = scores + 2 * Br * Bc, rowSum = rowMax + Br
             for bh in pairs {
                 let b = bh / H, h = bh % H, g = h / group
-                let q = qkv + b * T * S + h * D
-                let k = qkv + b * T * S + H * D + g * D
-                let v = qkv + b * T * S + (H + G) * D + g * D
-                let p = att + bh * T * T
-                // Scores for all pairs; the causal mask is applied in the softmax below.
-                BLAS.gemm(.none, .transposed, m: T, n: T, k: D, alpha: scale, a: q, lda: S, b: k, ldb: S,
-                          beta: 0, c: p, ldc: T)
-                for i in 0..<T {
-                    let row = p + i * T
-                    var maxScore = -Float.infinity
-                    for j in 0...i { maxScore = max(maxScore, row[j]) }
-                    var sum: Float = 0
-                    for j in 0...i {
-                        let e = FastMath.exp(row[j] - maxScore)
-                        row[j] = e
-                        sum += e
+                let base = qkv + b * T * S
+                let q = base + h * D, k = base + H * D + g * D, v = base + (H + G) * D + g * D
+                let o = out + b * T * ldo + h * D
+                let gate = gates?[h] ?? 1
+                for r0 in stride(from: 0, to: T, by: Br) {
+                    let rows = Swift.min(Br, T - r0), r1 = r0 + rows
+                    // Key blocks up to the diagonal only: query r0 + i sees keys 0...r0 + i.
+                    for c0 in stride(from: 0, to: r1, by: Bc) {
+                        let cols = Swift.min(Bc, r1 - c0)
+                        BLAS.gemm(.none, .transposed, m: rows, n: cols, k: D, alpha: scale, a: q + r0 * S, lda: S,
+                                  b: k + c0 * S, ldb: S, beta: 0, c: scores, ldc: cols)
+                        for i in 0..<rows {
+                            let row = scores + i * cols
+                            let visible = Swift.min(cols, r0 + i + 1 - c0)
+                            guard visible > 0 else { row.update(repeating: 0, count: cols); continue }
+                            let previous = c0 == 0 ? -Float.infinity : rowMax[i]
+                            let m = Swift.max(previous, TileMath.max(row, visible))
+                            TileMath.expShifted(row, visible, by: m)
+                            (row + visible).update(repeating: 0, count: cols - visible)
+                            let sum = TileMath.sum(row, visible)
+                            if c0 == 0 {
+                                rowSum[i] = sum
+                            } else {
+                                // The row's earlier output was weighted by e^{−previous}: bring it to e^{−m}.
+                                let correction = FastMath.exp(previous - m)
+                                rowSum[i] = rowSum[i] * correction + sum
+                                if correction != 1 { TileMath.scale(o + (r0 + i) * ldo, D, by: correction) }
+                            }
+                            rowMax[i] = m
+                        }
+                        BLAS.gemm(.none, .none, m: rows, n: D, k: cols, a: scores, lda: cols, b: v + c0 * S, ldb: S,
+                                  beta: c0 == 0 ? 0 : 1, c: o + r0 * ldo, ldc: ldo)
                     }
-                    let inv = 1 / sum
-                    for j in 0...i { row[j] *= inv }
-                    (row + i + 1).update(repeating: 0, count: T - i - 1)
+                    for i in 0..<rows {
+                        TileMath.scale(o + (r0 + i) * ldo, D, by: gate / rowSum[i])
+                        lse[bh * T + r0 + i] = rowMax[i] + Foundation.log(rowSum[i])
+                    }
                 }
-                BLAS.gemm(.none, .none, m: T, n: D, k: T, alpha: gates?[h] ?? 1, a: p, lda: T, b: v, ldb: S,
-                          beta: 0, c: out + b * T * H * D + h * D, ldc: H * D)
             }
         }
     }
 
-    /// Floats of scratch `backward` needs.
-    public var scratchCount: Int { max(1, Parallel.workers) * T * T }
-
-    /// dqkv += ∂L/∂qkv given dout [B·T, H·D]. Work is split by (batch, key/value head) so the query heads
-    /// that share a key/value head accumulate into it without races.
+    /// dqkv += ∂L/∂qkv given dout [B·T, H·D], the forward's out and lse. Work is split by (batch,
+    /// key/value head) so the query heads that share a key/value head accumulate into it without races.
     /// With `gates` ([H], the forward's), the gradient goes through ξ_h; with `dgates`, ∂L/∂ξ_h of batch
-    /// row b is added at dgates[b·gateStride + h]: Σ dO_h ⊙ (P_h V_h) = Σ_ij P_ij (dO_h V_hᵀ)_ij, which is
-    /// the softmax backward's row sums, so it costs T additions per (b, h).
+    /// row b is added at dgates[b·gateStride + h]: Σ dO_h ⊙ (P_h V_h) = Σ_ij P_ij (dO_h V_hᵀ)_ij, summed
+    /// tile by tile (so it is exact at ξ_h = 0 too, where O holds nothing to divide by ξ).
     public func backward(dqkv: FloatPointer, dout: ConstFloatPointer, qkv: ConstFloatPointer,
-                         att: ConstFloatPointer, scratch: FloatPointer,
+                         out: ConstFloatPointer, lse: ConstFloatPointer, scratch: FloatPointer,
                          gates: ConstFloatPointer? = nil, dgates: FloatPointer? = nil, gateStride: Int = 0) {
-        let (T, H, G, D, S) = (T, H, G, D, S)
-        let group = H / G
-        Parallel.chunks(B * G, chunks: Parallel.workers) { c, range in
-            let dp = scratch + c * T * T
+        let (T, H, G, D, S, Br, Bc) = (T, H, G, D, S, queryTile, keyTile)
+        let group = H / G, ldo = H * D, scale = scale, perWorker = perWorker
+        Parallel.chunks(B * G, chunks: workers) { worker, range in
+            let p = scratch + worker * perWorker, dp = p + Br * Bc, rowD = dp + Br * Bc
             for bg in range {
                 let b = bg / G, g = bg % G
-                let k = qkv + b * T * S + H * D + g * D
-                let v = qkv + b * T * S + (H + G) * D + g * D
-                let dk = dqkv + b * T * S + H * D + g * D
-                let dv = dqkv + b * T * S + (H + G) * D + g * D
+                let base = qkv + b * T * S, dbase = dqkv + b * T * S
+                let k = base + H * D + g * D, v = base + (H + G) * D + g * D
+                let dk = dbase + H * D + g * D, dv = dbase + (H + G) * D + g * D
                 for h in (g * group)..<((g + 1) * group) {
-                    let q = qkv + b * T * S + h * D
-                    let dq = dqkv + b * T * S + h * D
-                    let p = att + (b * H + h) * T * T
-                    let dO = dout + b * T * H * D + h * D
-                    let gate = gates?[h] ?? 1, scaled = scale * gate
-                    // dP = ξ · dO · Vᵀ (ξ applied below) ; dV += ξ · Pᵀ · dO
-                    BLAS.gemm(.none, .transposed, m: T, n: T, k: D, a: dO, lda: H * D, b: v, ldb: S,
-                              beta: 0, c: dp, ldc: T)
-                    BLAS.gemm(.transposed, .none, m: T, n: D, k: T, alpha: gate, a: p, lda: T, b: dO, ldb: H * D,
-                              beta: 1, c: dv, ldc: S)
-                    // dS = P ⊙ (dP − rowsum(P ⊙ dP)), then the score scale; Σ rowsums = ∂L/∂ξ.
+                    let q = base + h * D, dq = dbase + h * D
+                    let dO = dout + b * T * ldo + h * D, o = out + b * T * ldo + h * D
+                    let rowLse = lse + (b * H + h) * T
+                    let gate = gates?[h] ?? 1
                     var gateGradient: Float = 0
-                    for i in 0..<T {
-                        let pr = p + i * T, dr = dp + i * T
-                        var dot: Float = 0
-                        for j in 0...i { dot += pr[j] * dr[j] }
-                        gateGradient += dot
-                        for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) * scaled }
-                        for j in (i + 1)..<T { dr[j] = 0 }
+                    for r0 in stride(from: 0, to: T, by: Br) {
+                        let rows = Swift.min(Br, T - r0), r1 = r0 + rows
+                        // Dᵢ = dOᵢ · Oᵢ = ξ Σⱼ Pᵢⱼ (dO Vᵀ)ᵢⱼ: the softmax backward's row sums, gate included.
+                        for i in 0..<rows { rowD[i] = TileMath.dot(dO + (r0 + i) * ldo, o + (r0 + i) * ldo, D) }
+                        for c0 in stride(from: 0, to: r1, by: Bc) {
+                            let cols = Swift.min(Bc, r1 - c0)
+                            // P = exp(QKᵀ/√D − lse) ; dP = dO Vᵀ (ξ applied below)
+                            BLAS.gemm(.none, .transposed, m: rows, n: cols, k: D, alpha: scale, a: q + r0 * S, lda: S,
+                                      b: k + c0 * S, ldb: S, beta: 0, c: p, ldc: cols)
+                            BLAS.gemm(.none, .transposed, m: rows, n: cols, k: D, a: dO + r0 * ldo, lda: ldo,
+                                      b: v + c0 * S, ldb: S, beta: 0, c: dp, ldc: cols)
+                            for i in 0..<rows {
+                                let pr = p + i * cols, dr = dp + i * cols
+                                let visible = Swift.min(cols, r0 + i + 1 - c0)
+                                guard visible > 0 else {
+                                    pr.update(repeating: 0, count: cols)
+                                    dr.update(repeating: 0, count: cols)
+                                    continue
+                                }
+                                TileMath.expShifted(pr, visible, by: rowLse[r0 + i])
+                                if dgates != nil { gateGradient += TileMath.dot(pr, dr, visible) }
+                                // dS = P ⊙ (ξ dP − D), then the score scale.
+                                TileMath.softmaxBackward(dr, pr, visible, gate: gate, rowSum: rowD[i], scale: scale)
+                                (pr + visible).update(repeating: 0, count: cols - visible)
+                                (dr + visible).update(repeating: 0, count: cols - visible)
+                            }
+                            // dV += ξ Pᵀ dO ; dQ += dS K ; dK += dSᵀ Q
+                            BLAS.gemm(.transposed, .none, m: cols, n: D, k: rows, alpha: gate, a: p, lda: cols,
+                                      b: dO + r0 * ldo, ldb: ldo, beta: 1, c: dv + c0 * S, ldc: S)
+                            BLAS.gemm(.none, .none, m: rows, n: D, k: cols, a: dp, lda: cols, b: k + c0 * S, ldb: S,
+                                      beta: 1, c: dq + r0 * S, ldc: S)
+                            BLAS.gemm(.transposed, .none, m: cols, n: D, k: rows, a: dp, lda: cols, b: q + r0 * S, ldb: S,
+                                      beta: 1, c: dk + c0 * S, ldc: S)
+                        }
                     }
                     if let dgates { dgates[b * gateStride + h] += gateGradient }
-                    // dQ += dS · K ; dK += dSᵀ · Q
-                    BLAS.gemm(.none, .none, m: T, n: D, k: T, a: dp, lda: T, b: k, ldb: S,
-                              beta: 1, c: dq, ldc: S)
-                    BLAS.gemm(.transposed, .none, m: T, n: D, k: T, a: dp, lda: T, b: q, ldb: S,
-                              beta: 1, c: dk, ldc: S)
                 }
             }
         }
+    }
+}
+
+/// Row operations on attention tiles, written with 16-wide vectors: Swift does not reorder float
+/// reductions, so a plain loop with a running max or sum would stay scalar.
+enum TileMath {
+    typealias Vector = SIMD16<Float>
+
+    @inline(__always)
+    static func load(_ x: UnsafePointer<Float>) -> Vector {
+        UnsafeRawPointer(x).loadUnaligned(as: Vector.self)
+    }
+
+    /// max of x[0..<n], n ≥ 1
+    @inline(__always)
+    static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var j = 0, m = -Float.infinity
+        if n >= Vector.scalarCount {
+            var acc = Vector(repeating: -.infinity)
+            while j + Vector.scalarCount <= n { acc = pointwiseMax(acc, load(x + j)); j += Vector.scalarCount }
+            m = acc.max()
+        }
+        while j < n { m = Swift.max(m, x[j]); j += 1 }
+        return m
+    }
+
+    /// Σ x[0..<n]
+    @inline(__always)
+    static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var j = 0, acc = Vector()
+        while j + Vector.scalarCount <= n { acc += load(x + j); j += Vector.scalarCount }
+        var s = acc.sum()
+        while j < n { s += x[j]; j += 1 }
+        return s
+    }
+
+    /// Σ x[j]·y[j] over 0..<n
+    @inline(__always)
+    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        var j = 0, acc = Vector()
+        while j + Vector.scalarCount <= n { acc += load(x + j) * load(y + j); j += Vector.scalarCount }
+        var s = acc.sum()
+        while j < n { s += x[j] * y[j]; j += 1 }
+        return s
+    }
+
+    /// x[j] ← e^{x[j] − shift} over 0..<n (no reduction: the loop vectorises).
+    @inline(__always)
+    static func expShifted(_ x: UnsafeMutablePointer<Float>, _ n: Int, by shift: Float) {
+        for j in 0..<n { x[j] = FastMath.exp(x[j] - shift) }
+    }
+
+    /// x[0..<n] ← a · x
+    @inline(__always)
+    static func scale(_ x: UnsafeMutablePointer<Float>, _ n: Int, by a: Float) {
+        for j in 0..<n { x[j] *= a }
+    }
+
+    /// dp[j] ← p[j] · (gate · dp[j] − rowSum) · scale over 0..<n
+    @inline(__always)
+    static func softmaxBackward(_ dp: UnsafeMutablePointer<Float>, _ p: UnsafePointer<Float>, _ n: Int,
+                                gate: Float, rowSum: Float, scale: Float) {
+        for j in 0..<n { dp[j] = p[j] * (gate * dp[j] - rowSum) * scale }
     }
 }

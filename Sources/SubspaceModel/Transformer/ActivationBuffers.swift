@@ -15,10 +15,11 @@ final class ActivationBuffers {
     var residual: [Buffer]
     /// Residual after each layer's attention: L × [N, C].
     var residualMid: [Buffer]
-    /// Per layer: norm outputs and statistics, fused qkv (after rotary), attention probabilities,
-    /// attention output, MLP pre-activation (gate|up or up) and activation.
+    /// Per layer: norm outputs and statistics, fused qkv (after rotary), attention rows' logsumexp
+    /// [B, H, T] (the tiled attention keeps no probabilities), attention output, MLP pre-activation
+    /// (gate|up or up) and activation.
     var norm1: [Buffer], norm1Mean: [Buffer], norm1Rstd: [Buffer]
-    var qkv: [Buffer], att: [Buffer], attnOut: [Buffer]
+    var qkv: [Buffer], lse: [Buffer], attnOut: [Buffer]
     var norm2: [Buffer], norm2Mean: [Buffer], norm2Rstd: [Buffer]
     var mlpPre: [Buffer], mlpAct: [Buffer]
     var finalNorm: Buffer, finalMean: Buffer, finalRstd: Buffer
@@ -40,7 +41,15 @@ final class ActivationBuffers {
 
     // Gradient scratch (allocated on first backward).
     var dResidual: Buffer?, dNorm: Buffer?, dQKV: Buffer?, dAttnOut: Buffer?, dMLPPre: Buffer?, dMLPAct: Buffer?
-    var dLogits: Buffer?, attentionScratch: Buffer?
+    var dLogits: Buffer?
+    /// Attention's per-worker tiles, shared by forward and backward; grown when a kernel asks for more
+    /// (the worker count can change between passes).
+    var attentionScratch: Buffer?
+
+    func attentionScratch(count: Int) -> FloatPointer {
+        if (attentionScratch?.capacity ?? 0) < count { attentionScratch = Buffer(capacity: count) }
+        return attentionScratch!.pointer
+    }
 
     init(config c: ModelConfig, B: Int, T: Int) {
         self.B = B
@@ -53,14 +62,14 @@ final class ActivationBuffers {
         residual = many([N, C], L + 1)
         residualMid = many([N, C])
         norm1 = many([N, C]); norm1Mean = many([N]); norm1Rstd = many([N])
-        qkv = many([N, c.qkvWidth]); att = many([B, c.headCount, T, T]); attnOut = many([N, c.queryWidth])
+        qkv = many([N, c.qkvWidth]); lse = many([B, c.headCount, T]); attnOut = many([N, c.queryWidth])
         norm2 = many([N, C]); norm2Mean = many([N]); norm2Rstd = many([N])
         mlpPre = many([N, mlpPreWidth]); mlpAct = many([N, c.intermediateSize])
         finalNorm = Buffer(capacity: N*C); finalMean = Buffer(capacity: N); finalRstd = Buffer(capacity: N)
         logits = Buffer(capacity: N*c.vocabularySize)
     }
 
-    func allocateGradientScratch(config c: ModelConfig, attentionScratch count: Int) {
+    func allocateGradientScratch(config c: ModelConfig) {
         guard dResidual == nil else { return }
         let N = B * T
         dResidual = Buffer(capacity: N*c.hiddenSize)
@@ -70,7 +79,6 @@ final class ActivationBuffers {
         dMLPPre = Buffer(capacity: N * (c.gatedMLP ? 2 * c.intermediateSize : c.intermediateSize))
         dMLPAct = Buffer(capacity: N*c.intermediateSize)
         dLogits = Buffer(capacity: N*c.vocabularySize)
-        attentionScratch = Buffer(capacity: count)
     }
 }
 

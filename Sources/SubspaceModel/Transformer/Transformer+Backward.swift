@@ -19,7 +19,7 @@ extension Transformer {
         let c = config
         let (B, T, N, C, S, I, V) = (a.B, a.T, a.N, c.hiddenSize, c.qkvWidth, c.intermediateSize, c.vocabularySize)
         let attention = Attention(B: B, T: T, H: c.headCount, G: c.keyValueHeadCount, D: c.headDimension)
-        a.allocateGradientScratch(config: c, attentionScratch: attention.scratchCount)
+        a.allocateGradientScratch(config: c)
         let dResidual = a.dResidual!.pointer, dNorm = a.dNorm!.pointer, dQKV = a.dQKV!.pointer
         let dAttnOut = a.dAttnOut!.pointer, dPre = a.dMLPPre!.pointer, dAct = a.dMLPAct!.pointer
         let dLogits = a.dLogits!.pointer
@@ -113,8 +113,8 @@ extension Transformer {
             timed(.attention) {
                 dQKV.update(repeating: 0, count: N * S)
                 withGates(layer: l) {
-                    attention.backward(dqkv: dQKV, dout: dAttnOut, qkv: a.qkv[l].pointer, att: a.att[l].pointer,
-                                       scratch: a.attentionScratch!.pointer, gates: $0,
+                    attention.backward(dqkv: dQKV, dout: dAttnOut, qkv: a.qkv[l].pointer, out: a.attnOut[l].pointer,
+                                       lse: a.lse[l].pointer, scratch: a.attentionScratch(count: attention.scratchCount), gates: $0,
                                        dgates: dGates.map { $0 + l * c.headCount }, gateStride: L * c.headCount)
                 }
             }

@@ -221,7 +221,10 @@ public final class Transformer: @unchecked Sendable {
                 rotary?.apply(qkv: a.qkv[l].pointer, rowStride: S, queryHeads: Hq, kvHeads: Hkv, kOffset: c.queryWidth, B: B, T: T)
             }
             timed(.attention) {
-                withGates(layer: l) { attention.forward(out: a.attnOut[l].pointer, att: a.att[l].pointer, qkv: a.qkv[l].pointer, gates: $0) }
+                let scratch = a.attentionScratch(count: attention.scratchCount)
+                withGates(layer: l) {
+                    attention.forward(out: a.attnOut[l].pointer, lse: a.lse[l].pointer, qkv: a.qkv[l].pointer, scratch: scratch, gates: $0)
+                }
             }
             // With dropout the branch is computed apart, masked, then added; without, it accumulates in place.
             let attnTarget = dropping ? a.branch!.pointer : mid
