@@ -1,9 +1,11 @@
 import Foundation
 import Testing
+import SubspaceCore
 @testable import SubspaceModel
 
 /// Rotary scaling from config.json, against inverse-frequency tables computed with numpy following
-/// transformers' formulas (Resources/rope/make_rope_reference.py).
+/// transformers' formulas (Resources/rope/make_rope_reference.py) and against transformers' own logits and
+/// gradients of a scaled model (Resources/rope/make_rope_model_reference.py).
 @Suite struct RotaryScalingTests {
     static func config(_ extra: [String: Any]) -> [String: Any] {
         var json: [String: Any] = ["model_type": "llama", "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1,
@@ -35,6 +37,36 @@ import Testing
                 let worst = zip(actual, expected).map { abs($0 - $1) / max(abs($1), 1e-30) }.max() ?? 0
                 #expect(worst < 1e-6, "\(c["name"]!): worst relative difference \(worst)")
             }
+        }
+    }
+
+    /// The llama-tiny fixture's weights under llama3 and linear scaling, against HF transformers' logits, loss
+    /// and gradients of the same weights, config and batch (Resources/rope/make_rope_model_reference.py).
+    @Test(arguments: ["llama3", "linear"])
+    func scaledModelMatchesTransformers(kind: String) throws {
+        let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources/rope")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rope-\(kind)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.copyItem(at: resources.appendingPathComponent("\(kind).config.json"),
+                                         to: folder.appendingPathComponent("config.json"))
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("model.safetensors").path,
+                                                   withDestinationPath: modelFixtures() + "/llama-tiny/model.safetensors")
+        let model = try HFCheckpoint.load(folder: folder.path)
+        #expect(model.config.ropeScaling != nil, "\(kind): scaling read from rope_parameters")
+        let reference = try SafetensorsFile(path: resources.appendingPathComponent("\(kind).reference.safetensors").path)
+        let batch = try referenceBatch(SafetensorsFile(path: modelFixtures() + "/llama-tiny/reference.safetensors"))
+        let loss = try #require(model.forward(ids: batch.ids, targets: batch.targets, B: batch.B, T: batch.T))
+        expectAllClose(model.logits.scalars, try reference.tensor("logits").scalars, rtol: 1e-5, atol: 1e-5, "\(kind) logits")
+        expectAllClose([loss], try reference.tensor("loss").scalars, rtol: 1e-5, atol: 0, "\(kind) loss")
+        model.zeroGradients()
+        model.backward()
+        let grads = HFCheckpoint.hfGradients(of: model)
+        #expect(grads.count == reference.names.filter { $0.hasPrefix("grad.") }.count)
+        for (hfName, g) in grads {
+            let expected = try reference.tensor("grad." + hfName)
+            let scale = expected.scalars.map(abs).max() ?? 0
+            expectAllClose(g.scalars, expected.scalars, rtol: 1e-4, atol: 1e-4 * scale, "\(kind) grad \(hfName)")
         }
     }
 
