@@ -36,30 +36,28 @@ public struct SamplingOptions: Sendable {
 /// Uses the model's weights and adapters as they are (no gradients, no dropout).
 public final class Generator {
     public let model: Transformer
-    private var keys: [TensorStorage] = []    // per layer [G, capacity, D]
-    private var values: [TensorStorage] = []
-    private var capacity = 0
-    /// Per-step work buffers, kept while the number of new tokens (the prompt, then 1) and the cache
-    /// length allow, so decoding a token allocates nothing.
+    /// Keys and values of the sequence so far, per layer.
+    private var cache: KVCache?
+    /// Per-step work buffers, kept while the number of new tokens (the prompt, then 1) allows, so decoding
+    /// a token allocates nothing.
     private var work: StepBuffers?
 
+    /// The residual stream of the new rows [T, C], the layer's activations, and the final norm's [1, C].
     final class StepBuffers {
-        let rows: Int, length: Int
-        let x, h, qkv, attn, pre, act, mean, rstd, scores: TensorStorage
-        init(_ c: ModelConfig, rows T: Int, length: Int) {
-            (self.rows, self.length) = (T, length)
-            let preWidth = c.gatedMLP ? 2 * c.intermediateSize : c.intermediateSize
-            x = TensorStorage(capacity: T * c.hiddenSize); h = TensorStorage(capacity: T * c.hiddenSize)
-            qkv = TensorStorage(capacity: T * c.qkvWidth); attn = TensorStorage(capacity: T * c.queryWidth)
-            pre = TensorStorage(capacity: T * preWidth); act = TensorStorage(capacity: T * c.intermediateSize)
-            mean = TensorStorage(capacity: T); rstd = TensorStorage(capacity: T)
-            scores = TensorStorage(capacity: T * length)
+        let rows: Int
+        let x, h, mean, rstd: TensorStorage
+        let layer: LayerActivations
+        init(_ c: ModelConfig, rows T: Int) {
+            rows = T
+            x = TensorStorage(capacity: T * c.hiddenSize); h = TensorStorage(capacity: c.hiddenSize)
+            mean = TensorStorage(capacity: 1); rstd = TensorStorage(capacity: 1)
+            layer = LayerActivations(config: c, rows: T, logsumexpCount: 1)
         }
     }
 
-    func buffers(rows: Int, length: Int) -> StepBuffers {
-        if let w = work, w.rows >= rows, w.length >= length { return w }
-        let w = StepBuffers(model.config, rows: max(rows, work?.rows ?? 0), length: max(length, capacity))
+    func buffers(rows: Int) -> StepBuffers {
+        if let w = work, w.rows >= rows { return w }
+        let w = StepBuffers(model.config, rows: max(rows, work?.rows ?? 0))
         work = w
         return w
     }
@@ -113,11 +111,8 @@ public final class Generator {
     }
 
     private func reserve(_ n: Int) {
-        let c = model.config
-        guard n > capacity else { return }
-        capacity = n
-        keys = (0..<c.layerCount).map { _ in TensorStorage(capacity: c.keyValueHeadCount * n * c.headDimension) }
-        values = (0..<c.layerCount).map { _ in TensorStorage(capacity: c.keyValueHeadCount * n * c.headDimension) }
+        guard n > (cache?.capacity ?? 0) else { return }
+        cache = KVCache(config: model.config, capacity: n)
     }
 
     /// Picks a token from one row of logits.
@@ -158,80 +153,33 @@ public final class Generator {
         return Int32(candidates.last!)
     }
 
-    /// Runs `tokens` at positions `position…`, appending their keys/values to the cache; returns the
-    /// logits of the last one.
+    /// Runs `tokens` at positions `position…` through the model's layers (`TransformerLayer.forward`
+    /// with the cache), appending their keys/values to the cache; returns the logits of the last one.
     func step(_ tokens: [Int32], position p0: Int) -> [Float] {
         let m = model, c = m.config
-        let (T, C, S, I, D) = (tokens.count, c.hiddenSize, c.qkvWidth, c.intermediateSize, c.headDimension)
-        let (H, G) = (c.headCount, c.keyValueHeadCount)
-        let preWidth = c.gatedMLP ? 2 * I : I
-        let length = p0 + T
-        let w = buffers(rows: T, length: length)
-        let (x, h, qkv, attn, pre, act, mean, rstd, scores) = (w.x, w.h, w.qkv, w.attn, w.pre, w.act, w.mean, w.rstd, w.scores)
+        let (T, C) = (tokens.count, c.hiddenSize)
+        let w = buffers(rows: T)
+        guard let cache else { preconditionFailure("step before reserve") }
         let L = c.layerCount
         m.acquire(0, .forward)
         defer { m.release(0, .forward) }
         tokens.withUnsafeBufferPointer { ids in
-            Embedding.forward(out: x.pointer, ids: ids.baseAddress!, wte: m.p(.tokenEmbedding), wpe: m.pOpt(.positionEmbedding),
+            Embedding.forward(out: w.x.pointer, ids: ids.baseAddress!, wte: m.p(.tokenEmbedding), wpe: m.pOpt(.positionEmbedding),
                               B: 1, T: T, C: C, positionOffset: p0)
         }
-        let scale = 1 / Float(D).squareRoot()
-        for l in 0..<c.layerCount {
+        for l in 0..<L {
             m.acquire(l + 1, .forward)
             defer { m.release(l + 1, .forward) }
-            m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer,
-                   weight: .layer(l, .norm1Weight), bias: .layer(l, .norm1Bias), N: T)
-            Linear.forward(out: qkv.pointer, ldOut: S, inp: h.pointer, ldIn: C, weight: m.p(.layer(l, .q)),
-                           bias: m.pOpt(.layer(l, .qBias)), N: T, IC: C, OC: S)
-            m.adapters?.forward(layer: l, group: .qkv, out: qkv.pointer, ldOut: S, inp: h.pointer, ldIn: C, N: T)
-            m.rotary?.apply(qkv: qkv.pointer, rowStride: S, queryHeads: H, kvHeads: G, kOffset: c.queryWidth,
-                            B: 1, T: T, positionOffset: p0)
-            let K = keys[l].pointer, V = values[l].pointer
-            for t in 0..<T {
-                for g in 0..<G {
-                    (K + (g * capacity + p0 + t) * D).update(from: qkv.pointer + t * S + H * D + g * D, count: D)
-                    (V + (g * capacity + p0 + t) * D).update(from: qkv.pointer + t * S + (H + G) * D + g * D, count: D)
-                }
-            }
-            for head in 0..<H {
-                let g = head / (H / G)
-                BLAS.gemm(.none, .transposed, m: T, n: length, k: D, alpha: scale, a: qkv.pointer + head * D, lda: S,
-                          b: K + g * capacity * D, ldb: D, beta: 0, c: scores.pointer, ldc: length)
-                for i in 0..<T {
-                    let row = scores.pointer + i * length
-                    let visible = p0 + i + 1
-                    var top = -Float.infinity
-                    for j in 0..<visible { top = max(top, row[j]) }
-                    var sum: Float = 0
-                    for j in 0..<visible { row[j] = expf(row[j] - top); sum += row[j] }
-                    for j in 0..<visible { row[j] /= sum }
-                    for j in visible..<length { row[j] = 0 }
-                }
-                BLAS.gemm(.none, .none, m: T, n: D, k: length, a: scores.pointer, lda: length, b: V + g * capacity * D, ldb: D,
-                          beta: 0, c: attn.pointer + head * D, ldc: H * D)
-            }
-            Linear.forward(out: x.pointer, ldOut: C, inp: attn.pointer, ldIn: c.queryWidth, weight: m.p(.layer(l, .o)),
-                           bias: m.pOpt(.layer(l, .oBias)), N: T, IC: c.queryWidth, OC: C, accumulate: true)
-            m.adapters?.forward(layer: l, group: .o, out: x.pointer, ldOut: C, inp: attn.pointer, ldIn: c.queryWidth, N: T)
-            m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer,
-                   weight: .layer(l, .norm2Weight), bias: .layer(l, .norm2Bias), N: T)
-            Linear.forward(out: pre.pointer, ldOut: preWidth, inp: h.pointer, ldIn: C, weight: m.p(.layer(l, c.gatedMLP ? .gate : .up)),
-                           bias: m.pOpt(.layer(l, .upBias)), N: T, IC: C, OC: preWidth)
-            m.adapters?.forward(layer: l, group: .gateUp, out: pre.pointer, ldOut: preWidth, inp: h.pointer, ldIn: C, N: T)
-            if c.gatedMLP { SwiGLU.forward(out: act.pointer, gateUp: pre.pointer, N: T, I: I) }
-            else { GELU.forward(out: act.pointer, inp: pre.pointer, count: T * I) }
-            Linear.forward(out: x.pointer, ldOut: C, inp: act.pointer, ldIn: I, weight: m.p(.layer(l, .down)),
-                           bias: m.pOpt(.layer(l, .downBias)), N: T, IC: I, OC: C, accumulate: true)
-            m.adapters?.forward(layer: l, group: .down, out: x.pointer, ldOut: C, inp: act.pointer, ldIn: I, N: T)
+            m.layers[l].forward(m, x: w.x.pointer, next: w.x.pointer, s: w.layer, attention: .cached(cache, position: p0), B: 1, T: T)
         }
         m.acquire(L + 1, .forward)
         defer { m.release(L + 1, .forward) }
         // Only the last position's logits are needed.
-        let last = x.pointer + (T - 1) * C
-        m.norm(out: h.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: last,
+        let last = w.x.pointer + (T - 1) * C
+        m.norm(out: w.h.pointer, mean: w.mean.pointer, rstd: w.rstd.pointer, inp: last,
                weight: .finalNormWeight, bias: .finalNormBias, N: 1)
         var logits = [Float](repeating: 0, count: c.vocabularySize)
-        Linear.forward(out: &logits, ldOut: c.vocabularySize, inp: h.pointer, ldIn: C,
+        Linear.forward(out: &logits, ldOut: c.vocabularySize, inp: w.h.pointer, ldIn: C,
                        weight: m.p(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil, N: 1, IC: C, OC: c.vocabularySize)
         return logits
     }

@@ -24,6 +24,9 @@ public final class LoRAAdapters: @unchecked Sendable {
     /// Whether dropout is applied (training) or not (evaluation).
     public var training = false
     var dropoutRNG: RandomStream
+    /// The current pass's dropout stream: adapter i's mask row n draws from `pass.split(i).split(n)`, so a
+    /// recomputation (activation checkpointing) draws the same masks, and rows are drawn in parallel.
+    private var pass: RandomStream
 
     /// Per adapter, kept from forward for backward: dropout(x)·Aᵀ [N, r], and the dropped-out input
     /// [N, in] when dropout is on.
@@ -55,6 +58,7 @@ public final class LoRAAdapters: @unchecked Sendable {
         self.storage = TensorStorage(capacity: cursor)
         self.gradientStorage = TensorStorage(capacity: cursor)
         self.dropoutRNG = RandomStream(seed: seed, stream: 0xD0)
+        self.pass = dropoutRNG
         var grouped: [Key: [Int]] = [:]
         for (i, a) in list.enumerated() { grouped[Key(layer: a.module.layer, group: a.module.group), default: []].append(i) }
         self.byGroup = grouped
@@ -93,6 +97,13 @@ public final class LoRAAdapters: @unchecked Sendable {
         dropoutRNG = RandomStream(seed: seed, stream: 0xD0).split(UInt64(step))
     }
 
+    /// Starts a forward pass: the masks of this pass are fixed; the next pass draws new ones. Called by
+    /// `Transformer.forward` (not by a checkpoint recomputation, which must draw the same masks).
+    func beginPass() {
+        pass = dropoutRNG.split(0)
+        dropoutRNG = dropoutRNG.split(1)
+    }
+
     public func zeroGradients() { gradientStorage.pointer.update(repeating: 0, count: totalCount) }
 
     private func prepare(rows N: Int) {
@@ -105,30 +116,34 @@ public final class LoRAAdapters: @unchecked Sendable {
     }
 
     /// out[:, rowOffset ..< rowOffset + outFeatures] += scale · dropout(inp)·Aᵀ·Bᵀ for the adapters on
-    /// `group` of `layer`. Called by the transformer right after the group's base GEMM.
+    /// `group` of `layer`: the LoRA half of a layer's `LinearOp`, run right after the base product.
     func forward(layer: Int, group: LinearGroup, out: FloatPointer, ldOut: Int, inp: ConstFloatPointer, ldIn: Int, N: Int) {
         guard let indices = byGroup[Key(layer: layer, group: group)] else { return }
         prepare(rows: N)
         let r = config.rank
         for i in indices {
-            let a = adapters[i], m = a.module
+            let a = adapters[i], m = a.module, width = m.inFeatures
             var x = inp, ldx = ldIn
-            if let d = dropped[i], training {
-                let keep = 1 - config.dropout
-                for n in 0..<N {
-                    for j in 0..<m.inFeatures {
-                        d.pointer[n * m.inFeatures + j] = dropoutRNG.nextUniform() < keep ? inp[n * ldIn + j] / keep : 0
+            if let d = dropped[i] {
+                let keep = 1 - config.dropout, training = training, stream = pass.split(UInt64(i))
+                Parallel.rows(N, minimumPerChunk: 16) { rows in
+                    for n in rows {
+                        let o = d.pointer + n * width, v = inp + n * ldIn
+                        if training {
+                            var rng = stream.split(UInt64(n))
+                            for j in 0..<width { o[j] = rng.nextUniform() < keep ? v[j] / keep : 0 }
+                        } else {
+                            o.update(from: v, count: width)
+                        }
                     }
                 }
                 x = UnsafePointer(d.pointer)
-                ldx = m.inFeatures
-            } else if let d = dropped[i] {
-                for n in 0..<N { (d.pointer + n * m.inFeatures).update(from: inp + n * ldIn, count: m.inFeatures) }
+                ldx = width
             }
-            BLAS.gemm(.none, .transposed, m: N, n: r, k: m.inFeatures, a: x, lda: ldx, b: storage.pointer + a.aOffset,
-                      ldb: m.inFeatures, beta: 0, c: xa[i].pointer, ldc: r)
-            BLAS.gemm(.none, .transposed, m: N, n: m.outFeatures, k: r, alpha: config.scale, a: xa[i].pointer, lda: r,
-                      b: storage.pointer + a.bOffset, ldb: r, beta: 1, c: out + m.rowOffset, ldc: ldOut)
+            ParallelGEMM.gemm(.none, .transposed, m: N, n: r, k: width, a: x, lda: ldx, b: storage.pointer + a.aOffset,
+                              ldb: width, beta: 0, c: xa[i].pointer, ldc: r)
+            ParallelGEMM.gemm(.none, .transposed, m: N, n: m.outFeatures, k: r, alpha: config.scale, a: xa[i].pointer, lda: r,
+                              b: storage.pointer + a.bOffset, ldb: r, beta: 1, c: out + m.rowOffset, ldc: ldOut)
         }
     }
 
@@ -139,35 +154,36 @@ public final class LoRAAdapters: @unchecked Sendable {
         let r = config.rank, scale = config.scale
         let dxa = scratch!.pointer
         for i in indices {
-            let a = adapters[i], m = a.module
+            let a = adapters[i], m = a.module, width = m.inFeatures
             let dy = dout + m.rowOffset
             let x: ConstFloatPointer = dropped[i].map { UnsafePointer($0.pointer) } ?? inp
-            let ldx = dropped[i] == nil ? ldIn : m.inFeatures
+            let ldx = dropped[i] == nil ? ldIn : width
             if config.trainB {  // dB += scale · dyᵀ · xa
-                BLAS.gemm(.transposed, .none, m: m.outFeatures, n: r, k: N, alpha: scale, a: dy, lda: ldDout,
-                          b: xa[i].pointer, ldb: r, beta: 1, c: gradientStorage.pointer + a.bOffset, ldc: r)
+                ParallelGEMM.gemm(.transposed, .none, m: m.outFeatures, n: r, k: N, alpha: scale, a: dy, lda: ldDout,
+                                  b: xa[i].pointer, ldb: r, beta: 1, c: gradientStorage.pointer + a.bOffset, ldc: r)
             }
             // dxa = scale · dy · B
-            BLAS.gemm(.none, .none, m: N, n: r, k: m.outFeatures, alpha: scale, a: dy, lda: ldDout,
-                      b: storage.pointer + a.bOffset, ldb: r, beta: 0, c: dxa, ldc: r)
+            ParallelGEMM.gemm(.none, .none, m: N, n: r, k: m.outFeatures, alpha: scale, a: dy, lda: ldDout,
+                              b: storage.pointer + a.bOffset, ldb: r, beta: 0, c: dxa, ldc: r)
             if config.trainA {  // dA += dxaᵀ · dropout(x)
-                BLAS.gemm(.transposed, .none, m: r, n: m.inFeatures, k: N, a: dxa, lda: r, b: x, ldb: ldx,
-                          beta: 1, c: gradientStorage.pointer + a.aOffset, ldc: m.inFeatures)
+                ParallelGEMM.gemm(.transposed, .none, m: r, n: width, k: N, a: dxa, lda: r, b: x, ldb: ldx,
+                                  beta: 1, c: gradientStorage.pointer + a.aOffset, ldc: width)
             }
             // dinp += dxa · A, through the dropout mask when there is one.
-            if dropped[i] != nil && training {
+            if let d = dropped[i], training {
                 let keep = 1 - config.dropout
-                let tmp = maskedScratch!
-                BLAS.gemm(.none, .none, m: N, n: m.inFeatures, k: r, a: dxa, lda: r, b: storage.pointer + a.aOffset,
-                          ldb: m.inFeatures, beta: 0, c: tmp.pointer, ldc: m.inFeatures)
-                for n in 0..<N {
-                    for j in 0..<m.inFeatures where dropped[i]!.pointer[n * m.inFeatures + j] != 0 {
-                        dinp[n * ldDinp + j] += tmp.pointer[n * m.inFeatures + j] / keep
+                let tmp = maskedScratch!.pointer
+                ParallelGEMM.gemm(.none, .none, m: N, n: width, k: r, a: dxa, lda: r, b: storage.pointer + a.aOffset,
+                                  ldb: width, beta: 0, c: tmp, ldc: width)
+                Parallel.rows(N, minimumPerChunk: 16) { rows in
+                    for n in rows {
+                        let kept = d.pointer + n * width, t = tmp + n * width, o = dinp + n * ldDinp
+                        for j in 0..<width where kept[j] != 0 { o[j] += t[j] / keep }
                     }
                 }
             } else {
-                BLAS.gemm(.none, .none, m: N, n: m.inFeatures, k: r, a: dxa, lda: r, b: storage.pointer + a.aOffset,
-                          ldb: m.inFeatures, beta: 1, c: dinp, ldc: ldDinp)
+                ParallelGEMM.gemm(.none, .none, m: N, n: width, k: r, a: dxa, lda: r, b: storage.pointer + a.aOffset,
+                                  ldb: width, beta: 1, c: dinp, ldc: ldDinp)
             }
         }
     }

@@ -12,11 +12,12 @@ public enum CrossEntropy {
 
     /// Returns Σ over valid rows of −log softmax(logits)[target] (double-accumulated). With `dlogits`,
     /// also writes (softmax − onehot) · gradientScale there (zero rows for ignored positions), which is
-    /// ∂L/∂logits for L = gradientScale · Σ losses.
-    /// - logits, dlogits: [N, V]; targets: [N]
+    /// ∂L/∂logits for L = gradientScale · Σ losses. `dlogits` may be `logits` itself (the gradient then
+    /// replaces the logits, row by row, as llm.c does). With `losses`, each row's loss (0 when ignored).
+    /// - logits, dlogits: [N, V]; targets, losses: [N]
     public static func forward(
         logits: ConstFloatPointer, targets: UnsafePointer<Int32>, N: Int, V: Int,
-        dlogits: FloatPointer? = nil, gradientScale: Float = 1
+        dlogits: FloatPointer? = nil, gradientScale: Float = 1, losses: UnsafeMutablePointer<Double>? = nil
     ) -> Double {
         let chunks = max(1, min(Parallel.workers, N / 64))
         // One partial sum per chunk, on the stack: steady-state steps allocate nothing.
@@ -28,6 +29,7 @@ public enum CrossEntropy {
                     let x = logits + n * V
                     let target = Int(targets[n])
                     guard target >= 0 else {
+                        losses?[n] = 0
                         if let dlogits { (dlogits + n * V).update(repeating: 0, count: V) }
                         continue
                     }
@@ -36,7 +38,9 @@ public enum CrossEntropy {
                     for j in 0..<V { maxLogit = max(maxLogit, x[j]) }
                     var total: Float = 0
                     for j in 0..<V { total += FastMath.exp(x[j] - maxLogit) }
-                    sum += Double(logf(total) + maxLogit - x[target])
+                    let loss = Double(logf(total) + maxLogit - x[target])
+                    losses?[n] = loss
+                    sum += loss
                     if let dlogits {
                         let d = dlogits + n * V
                         let inv = gradientScale / total

@@ -20,20 +20,24 @@ public enum Embedding {
         }
     }
 
-    /// dwte[ids[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]. Serial: rows with equal ids collide.
+    /// dwte[ids[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]. Split by columns: rows with equal ids
+    /// collide, columns never do, and each column is summed over rows in order (the result does not depend
+    /// on the thread count).
     public static func backward(
         dwte: FloatPointer?, dwpe: FloatPointer?, dout: ConstFloatPointer, ids: UnsafePointer<Int32>,
         B: Int, T: Int, C: Int
     ) {
-        for bt in 0..<(B * T) {
-            let d = dout + bt * C
-            if let dwte {
-                let g = dwte + Int(ids[bt]) * C
-                for i in 0..<C { g[i] += d[i] }
-            }
-            if let dwpe {
-                let g = dwpe + (bt % T) * C
-                for i in 0..<C { g[i] += d[i] }
+        Parallel.rows(C, minimumPerChunk: 16) { cols in
+            for bt in 0..<(B * T) {
+                let d = dout + bt * C
+                if let dwte {
+                    let g = dwte + Int(ids[bt]) * C
+                    for i in cols { g[i] += d[i] }
+                }
+                if let dwpe {
+                    let g = dwpe + (bt % T) * C
+                    for i in cols { g[i] += d[i] }
+                }
             }
         }
     }

@@ -28,7 +28,7 @@ public enum LayerNorm {
     }
 
     /// dinp += ∂L/∂x; dweight += Σ dout·x̂; dbias += Σ dout. dweight/dbias nil when frozen.
-    /// Weight gradients are reduced over rows serially (they are [C] and every row touches them).
+    /// Weight gradients are reduced over rows in order, columns split over the workers.
     public static func backward(
         dinp: FloatPointer, dweight: FloatPointer?, dbias: FloatPointer?, dout: ConstFloatPointer,
         inp: ConstFloatPointer, weight: ConstFloatPointer, mean: ConstFloatPointer, rstd: ConstFloatPointer,
@@ -54,11 +54,14 @@ public enum LayerNorm {
             }
         }
         if dweight == nil && dbias == nil { return }
-        for n in 0..<N {
-            let x = inp + n * C, d = dout + n * C
-            let m = mean[n], s = rstd[n]
-            if let dweight { for i in 0..<C { dweight[i] += d[i] * (x[i] - m) * s } }
-            if let dbias { for i in 0..<C { dbias[i] += d[i] } }
+        // Split by columns: every row touches every column, each column is summed over rows in order.
+        Parallel.rows(C, minimumPerChunk: 16) { cols in
+            for n in 0..<N {
+                let x = inp + n * C, d = dout + n * C
+                let m = mean[n], s = rstd[n]
+                if let dweight { for i in cols { dweight[i] += d[i] * (x[i] - m) * s } }
+                if let dbias { for i in cols { dbias[i] += d[i] } }
+            }
         }
     }
 }
@@ -97,10 +100,12 @@ public enum RMSNorm {
             }
         }
         guard let dweight else { return }
-        for n in 0..<N {
-            let x = inp + n * C, d = dout + n * C
-            let s = rstd[n]
-            for i in 0..<C { dweight[i] += d[i] * x[i] * s }
+        Parallel.rows(C, minimumPerChunk: 16) { cols in
+            for n in 0..<N {
+                let x = inp + n * C, d = dout + n * C
+                let s = rstd[n]
+                for i in cols { dweight[i] += d[i] * x[i] * s }
+            }
         }
     }
 }

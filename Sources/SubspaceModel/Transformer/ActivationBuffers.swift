@@ -3,45 +3,57 @@ import SubspaceCore
 /// A raw float buffer that lives as long as its owner: kernels take its pointer directly.
 typealias Buffer = TensorStorage
 
+/// Whether `Transformer.forward` keeps every layer's activations for backward (`none`) or only each
+/// layer's input, recomputing the layer in backward (`layers`); with `layers` the output head and the
+/// loss also run a chunk of rows at a time, so [B·T, vocab] is never held whole. Gradients are the same
+/// bit for bit.
+public enum ActivationCheckpointing: String, Sendable, CaseIterable {
+    case none, layers
+}
+
 /// Every buffer a forward and backward pass of one (B, T) shape needs, allocated once and reused, so
-/// steady-state steps allocate nothing. Legend: N = B·T rows, C width, S fused qkv width, I MLP width.
+/// steady-state steps allocate nothing. Legend: N = B·T rows, C width, V vocabulary.
 final class ActivationBuffers {
     let B: Int, T: Int
+    let checkpointing: ActivationCheckpointing
     var N: Int { B * T }
 
     var ids: [Int32]
     var targets: [Int32]
-    /// Residual stream entering each layer, plus the final one: (L + 1) × [N, C].
+    /// Residual stream entering each layer, plus the final one: (L + 1) × [N, C] (kept in both modes).
     var residual: [Buffer]
-    /// Residual after each layer's attention: L × [N, C].
-    var residualMid: [Buffer]
-    /// Per layer: norm outputs and statistics, fused qkv (after rotary), attention rows' logsumexp
-    /// [B, H, T] (the tiled attention keeps no probabilities), attention output, MLP pre-activation
-    /// (gate|up or up) and activation.
-    var norm1: [Buffer], norm1Mean: [Buffer], norm1Rstd: [Buffer]
-    var qkv: [Buffer], lse: [Buffer], attnOut: [Buffer]
-    var norm2: [Buffer], norm2Mean: [Buffer], norm2Rstd: [Buffer]
-    var mlpPre: [Buffer], mlpAct: [Buffer]
+    /// Per layer what its backward reads (L of them), or one shared by all layers when checkpointing.
+    var layers: [LayerActivations]
+    func layer(_ l: Int) -> LayerActivations { layers[checkpointing == .layers ? 0 : l] }
     var finalNorm: Buffer, finalMean: Buffer, finalRstd: Buffer
-    var logits: Buffer
+    /// Rows of the output head per chunk: the head and the loss run chunk by chunk in both modes (so the
+    /// float sums are the same with and without checkpointing).
+    let headRows: Int
+    /// All logits [N, V], when kept (no checkpointing, or a forward without targets); backward writes
+    /// their gradient in place of them. Otherwise one chunk [headRows, V], logits then their gradient.
+    var logits: Buffer?
+    var logitsChunk: Buffer?
+    /// Whether `logits` holds the last forward's logits (false after backward overwrote them).
+    var logitsValid = false
+    /// Each position's cross-entropy (0 where ignored), from the last forward with targets.
+    var positionLosses: [Double]
 
-    /// Dropout masks (0 or 1/keep) when dropout is on: per layer the attention and MLP branches, and the
-    /// embedding output; plus a branch buffer for the forward and one for the backward.
-    var attentionMask: [Buffer] = [], mlpMask: [Buffer] = []
+    /// Dropout: the embedding output's mask [N, C], and a branch buffer for the forward and one for the
+    /// backward [N, C]; each layer's masks are in its `LayerActivations`.
     var embeddingMask: Buffer?, branch: Buffer?, dBranch: Buffer?
+    /// The dropout stream of the last forward (a recomputation draws the same masks from it).
+    var dropoutPass: RandomStream?
 
-    func allocateDropout(layers L: Int, width C: Int) {
+    func allocateDropout(config c: ModelConfig) {
+        for s in layers { s.allocateDropout(width: c.hiddenSize) }
         guard embeddingMask == nil else { return }
-        attentionMask = (0..<L).map { _ in Buffer(capacity: N * C) }
-        mlpMask = (0..<L).map { _ in Buffer(capacity: N * C) }
-        embeddingMask = Buffer(capacity: N * C)
-        branch = Buffer(capacity: N * C)
-        dBranch = Buffer(capacity: N * C)
+        embeddingMask = Buffer(capacity: N * c.hiddenSize)
+        branch = Buffer(capacity: N * c.hiddenSize)
+        dBranch = Buffer(capacity: N * c.hiddenSize)
     }
 
     // Gradient scratch (allocated on first backward).
     var dResidual: Buffer?, dNorm: Buffer?, dQKV: Buffer?, dAttnOut: Buffer?, dMLPPre: Buffer?, dMLPAct: Buffer?
-    var dLogits: Buffer?
     /// Attention's per-worker tiles, shared by forward and backward; grown when a kernel asks for more
     /// (the worker count can change between passes).
     var attentionScratch: Buffer?
@@ -51,22 +63,36 @@ final class ActivationBuffers {
         return attentionScratch!.pointer
     }
 
-    init(config c: ModelConfig, B: Int, T: Int) {
+    init(config c: ModelConfig, B: Int, T: Int, checkpointing: ActivationCheckpointing, headRows: Int) {
         self.B = B
         self.T = T
+        self.checkpointing = checkpointing
         let N = B * T, C = c.hiddenSize, L = c.layerCount
-        let mlpPreWidth = c.gatedMLP ? 2 * c.intermediateSize : c.intermediateSize
-        func many(_ shape: [Int], _ n: Int = L) -> [Buffer] { (0..<n).map { _ in Buffer(capacity: shape.reduce(1, *)) } }
         ids = [Int32](repeating: 0, count: N)
         targets = [Int32](repeating: -1, count: N)
-        residual = many([N, C], L + 1)
-        residualMid = many([N, C])
-        norm1 = many([N, C]); norm1Mean = many([N]); norm1Rstd = many([N])
-        qkv = many([N, c.qkvWidth]); lse = many([B, c.headCount, T]); attnOut = many([N, c.queryWidth])
-        norm2 = many([N, C]); norm2Mean = many([N]); norm2Rstd = many([N])
-        mlpPre = many([N, mlpPreWidth]); mlpAct = many([N, c.intermediateSize])
-        finalNorm = Buffer(capacity: N*C); finalMean = Buffer(capacity: N); finalRstd = Buffer(capacity: N)
-        logits = Buffer(capacity: N*c.vocabularySize)
+        residual = (0...L).map { _ in Buffer(capacity: N * C) }
+        layers = (0..<(checkpointing == .layers ? 1 : L)).map { _ in
+            LayerActivations(config: c, rows: N, logsumexpCount: B * c.headCount * T)
+        }
+        finalNorm = Buffer(capacity: N * C); finalMean = Buffer(capacity: N); finalRstd = Buffer(capacity: N)
+        self.headRows = headRows
+        positionLosses = [Double](repeating: 0, count: N)
+    }
+
+    /// The whole-logits buffer, made on first use.
+    func allLogits(vocabulary V: Int) -> Buffer {
+        if let logits { return logits }
+        let b = Buffer(capacity: N * V)
+        logits = b
+        return b
+    }
+
+    /// The one-chunk logits buffer, made on first use.
+    func chunkLogits(vocabulary V: Int) -> Buffer {
+        if let logitsChunk { return logitsChunk }
+        let b = Buffer(capacity: headRows * V)
+        logitsChunk = b
+        return b
     }
 
     func allocateGradientScratch(config c: ModelConfig) {
@@ -78,7 +104,5 @@ final class ActivationBuffers {
         dAttnOut = Buffer(capacity: N*c.queryWidth)
         dMLPPre = Buffer(capacity: N * (c.gatedMLP ? 2 * c.intermediateSize : c.intermediateSize))
         dMLPAct = Buffer(capacity: N*c.intermediateSize)
-        dLogits = Buffer(capacity: N*c.vocabularySize)
     }
 }
-

@@ -38,20 +38,15 @@ extension Transformer {
     public func releaseActivations() { buffers = nil }
 
     /// Per-row loss sums of the last forward with targets: Σ over row b's counted positions of the
-    /// cross-entropy, and how many positions counted. Recomputed from the logits, position by position in
-    /// order, so the sums do not depend on the thread count.
+    /// cross-entropy, and how many positions counted. Summed position by position in order from the
+    /// forward's per-position losses, so the sums do not depend on the thread count.
     public func rowLosses() -> (sums: [Double], counts: [Int]) {
         guard let a = buffers, lastLoss != nil else { preconditionFailure("rowLosses() needs a forward pass with targets") }
-        let V = config.vocabularySize
         var sums = [Double](repeating: 0, count: a.B), counts = [Int](repeating: 0, count: a.B)
-        a.targets.withUnsafeBufferPointer { targets in
-            for b in 0..<a.B {
-                let t = targets.baseAddress! + b * a.T
-                counts[b] = CrossEntropy.validCount(t, N: a.T)
-                // Position by position, in order: the sum does not depend on the kernel's thread count.
-                for i in 0..<a.T where t[i] >= 0 {
-                    sums[b] += CrossEntropy.forward(logits: a.logits.pointer + (b * a.T + i) * V, targets: t + i, N: 1, V: V)
-                }
+        for b in 0..<a.B {
+            for i in (b * a.T)..<((b + 1) * a.T) where a.targets[i] >= 0 {
+                counts[b] += 1
+                sums[b] += a.positionLosses[i]
             }
         }
         return (sums, counts)

@@ -27,6 +27,8 @@ public final class Transformer: @unchecked Sendable {
     public var dropout: Float = 0
     public var training = false
     /// Where dropout masks come from; reseed per step (`reseedDropout`) so a resumed run draws the same.
+    /// Each forward pass takes its own stream from it (`Dropout`: masks are a function of the pass's
+    /// stream, the site and the row, so a checkpoint recomputation draws the same masks).
     public var dropoutRNG = RandomStream(seed: 0, stream: 0xD1)
     var dropping: Bool { training && dropout > 0 }
 
@@ -34,14 +36,13 @@ public final class Transformer: @unchecked Sendable {
         dropoutRNG = RandomStream(seed: seed, stream: 0xD1).split(UInt64(step))
     }
 
-    /// Fills `mask` with 0 (probability `dropout`) or 1/(1 − dropout) and multiplies `x` by it.
-    func drop(_ x: FloatPointer, mask: FloatPointer, count: Int) {
-        let keep = 1 - dropout, scale = 1 / keep
-        for i in 0..<count {
-            mask[i] = dropoutRNG.nextUniform() < keep ? scale : 0
-            x[i] *= mask[i]
-        }
-    }
+    /// `none`: forward keeps every layer's activations; `layers`: only each layer's input, and backward
+    /// recomputes the layer (the same gradients, bit for bit, for about one more forward pass of compute),
+    /// with the output head and the loss run a chunk of rows at a time. A forward with targets then keeps
+    /// no logits (`logits` needs a forward without targets).
+    public var activationCheckpointing: ActivationCheckpointing = .none
+    /// Rows of the output head per chunk; nil: enough for about 16M logits (at least 256 rows). A test hook.
+    var headChunkRows: Int?
     /// Head gates ξ [L, H] (layer-major) multiplying each head's attention output before the output
     /// projection; nil: all 1, at no cost. Must not change between a forward and its backward.
     /// See Transformer+HeadGates.swift.
@@ -58,6 +59,8 @@ public final class Transformer: @unchecked Sendable {
     var gradientBase: [FloatPointer?] = []
 
     let rotary: Rotary?
+    /// The layers, each one forward and backward that training, recomputation and generation share.
+    let layers: [TransformerLayer]
     var buffers: ActivationBuffers?
     /// Whether the last forward pass applied dropout (backward must then use its masks).
     var lastForwardDropped = false
@@ -75,6 +78,7 @@ public final class Transformer: @unchecked Sendable {
             ? Rotary(headDimension: config.headDimension, maxPositions: config.maxPositions, theta: config.ropeTheta,
                      scaling: config.ropeScaling)
             : nil
+        self.layers = (0..<config.layerCount).map { TransformerLayer(config: config, index: $0) }
     }
 
     // MARK: Parameters
@@ -162,8 +166,10 @@ public final class Transformer: @unchecked Sendable {
     // MARK: Forward
 
     func buffersFor(B: Int, T: Int) -> ActivationBuffers {
-        if let b = buffers, b.B == B, b.T == T { return b }
-        let b = ActivationBuffers(config: config, B: B, T: T)
+        let headRows = min(B * T, headChunkRows ?? max(256, (1 << 24) / config.vocabularySize))
+        if let b = buffers, b.B == B, b.T == T, b.checkpointing == activationCheckpointing, b.headRows == headRows { return b }
+        buffers = nil  // the old set goes before the new one is made
+        let b = ActivationBuffers(config: config, B: B, T: T, checkpointing: activationCheckpointing, headRows: headRows)
         buffers = b
         return b
     }
@@ -182,12 +188,19 @@ public final class Transformer: @unchecked Sendable {
             a.targets = targets
         }
         let c = config
-        let (N, C, S, I) = (B * T, c.hiddenSize, c.qkvWidth, c.intermediateSize)
-        let (Hq, Hkv, D) = (c.headCount, c.keyValueHeadCount, c.headDimension)
+        let (N, C, L) = (B * T, c.hiddenSize, c.layerCount)
 
         profiler?.inBackward = false
         lastForwardDropped = dropping
-        let L = c.layerCount
+        adapters?.beginPass()
+        var layerDropout: LayerDropout?
+        if dropping {
+            a.allocateDropout(config: c)
+            let pass = dropoutRNG.split(0)
+            dropoutRNG = dropoutRNG.split(1)
+            a.dropoutPass = pass
+            layerDropout = LayerDropout(pass: pass, probability: dropout, branch: a.branch!.pointer)
+        }
         acquire(0, .forward)
         timed(.embedding) {
             a.ids.withUnsafeBufferPointer { ids in
@@ -195,113 +208,46 @@ public final class Transformer: @unchecked Sendable {
                                   wpe: pOpt(.positionEmbedding), B: B, T: T, C: C)
             }
         }
-        if dropping {
-            a.allocateDropout(layers: c.layerCount, width: C)
-            drop(a.residual[0].pointer, mask: a.embeddingMask!.pointer, count: N * C)
+        if let layerDropout {
+            Dropout.forward(x: a.residual[0].pointer, mask: a.embeddingMask!.pointer, stream: layerDropout.pass.split(0),
+                            probability: dropout, N: N, C: C)
         }
-        let attention = Attention(B: B, T: T, H: Hq, G: Hkv, D: D)
-        for l in 0..<c.layerCount {
+        let attention = Attention(B: B, T: T, H: c.headCount, G: c.keyValueHeadCount, D: c.headDimension)
+        let scratch = a.attentionScratch(count: attention.scratchCount)
+        for l in 0..<L {
             acquire(l + 1, .forward)
             defer { release(l + 1, .forward) }
-            let x = a.residual[l].pointer, mid = a.residualMid[l].pointer, next = a.residual[l + 1].pointer
-            let pre = a.mlpPre[l].pointer, act = a.mlpAct[l].pointer
-            let preWidth = c.gatedMLP ? 2 * I : I
-            timed(.norm) {
-                norm(out: a.norm1[l].pointer, mean: a.norm1Mean[l].pointer, rstd: a.norm1Rstd[l].pointer, inp: x,
-                     weight: .layer(l, .norm1Weight), bias: .layer(l, .norm1Bias), N: N)
-            }
-            // q|k|v in one GEMM: their weights (and biases) are adjacent in the layout.
-            timed(.matmul) {
-                Linear.forward(out: a.qkv[l].pointer, ldOut: S, inp: a.norm1[l].pointer, ldIn: C, weight: p(.layer(l, .q)),
-                               bias: pOpt(.layer(l, .qBias)), N: N, IC: C, OC: S)
-            }
-            timed(.lora) { adapters?.forward(layer: l, group: .qkv, out: a.qkv[l].pointer, ldOut: S, inp: a.norm1[l].pointer, ldIn: C, N: N) }
-            linearInputObserver?.observe(layer: l, group: .qkv, rows: a.norm1[l].pointer, stride: C, width: C, batch: B, sequence: T)
-            timed(.rotary) {
-                rotary?.apply(qkv: a.qkv[l].pointer, rowStride: S, queryHeads: Hq, kvHeads: Hkv, kOffset: c.queryWidth, B: B, T: T)
-            }
-            timed(.attention) {
-                let scratch = a.attentionScratch(count: attention.scratchCount)
-                withGates(layer: l) {
-                    attention.forward(out: a.attnOut[l].pointer, lse: a.lse[l].pointer, qkv: a.qkv[l].pointer, scratch: scratch, gates: $0)
-                }
-            }
-            // With dropout the branch is computed apart, masked, then added; without, it accumulates in place.
-            let attnTarget = dropping ? a.branch!.pointer : mid
-            timed(.residual) { mid.update(from: x, count: N * C) }
-            timed(.matmul) {
-                Linear.forward(out: attnTarget, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, weight: p(.layer(l, .o)),
-                               bias: pOpt(.layer(l, .oBias)), N: N, IC: c.queryWidth, OC: C, accumulate: !dropping)
-            }
-            timed(.lora) { adapters?.forward(layer: l, group: .o, out: attnTarget, ldOut: C, inp: a.attnOut[l].pointer, ldIn: c.queryWidth, N: N) }
-            linearInputObserver?.observe(layer: l, group: .o, rows: a.attnOut[l].pointer, stride: c.queryWidth, width: c.queryWidth, batch: B, sequence: T)
-            if dropping {
-                drop(attnTarget, mask: a.attentionMask[l].pointer, count: N * C)
-                BLAS.axpy(count: N * C, alpha: 1, x: attnTarget, y: mid)
-            }
-            timed(.norm) {
-                norm(out: a.norm2[l].pointer, mean: a.norm2Mean[l].pointer, rstd: a.norm2Rstd[l].pointer, inp: mid,
-                     weight: .layer(l, .norm2Weight), bias: .layer(l, .norm2Bias), N: N)
-            }
-            timed(.matmul) {
-                Linear.forward(out: pre, ldOut: preWidth, inp: a.norm2[l].pointer, ldIn: C,
-                               weight: p(.layer(l, c.gatedMLP ? .gate : .up)), bias: pOpt(.layer(l, .upBias)),
-                               N: N, IC: C, OC: preWidth)
-            }
-            timed(.lora) { adapters?.forward(layer: l, group: .gateUp, out: pre, ldOut: preWidth, inp: a.norm2[l].pointer, ldIn: C, N: N) }
-            linearInputObserver?.observe(layer: l, group: .gateUp, rows: a.norm2[l].pointer, stride: C, width: C, batch: B, sequence: T)
-            timed(.activation) {
-                if c.gatedMLP {
-                    SwiGLU.forward(out: act, gateUp: pre, N: N, I: I)
-                } else {
-                    GELU.forward(out: act, inp: pre, count: N * I)
-                }
-            }
-            let mlpTarget = dropping ? a.branch!.pointer : next
-            timed(.residual) { next.update(from: mid, count: N * C) }
-            timed(.matmul) {
-                Linear.forward(out: mlpTarget, ldOut: C, inp: act, ldIn: I, weight: p(.layer(l, .down)),
-                               bias: pOpt(.layer(l, .downBias)), N: N, IC: I, OC: C, accumulate: !dropping)
-            }
-            timed(.lora) { adapters?.forward(layer: l, group: .down, out: mlpTarget, ldOut: C, inp: act, ldIn: I, N: N) }
-            linearInputObserver?.observe(layer: l, group: .down, rows: act, stride: I, width: I, batch: B, sequence: T)
-            if dropping {
-                drop(mlpTarget, mask: a.mlpMask[l].pointer, count: N * C)
-                BLAS.axpy(count: N * C, alpha: 1, x: mlpTarget, y: next)
-            }
+            layers[l].forward(self, x: a.residual[l].pointer, next: a.residual[l + 1].pointer, s: a.layer(l),
+                              attention: .causal(attention, scratch: scratch), B: B, T: T, dropout: layerDropout, observe: true)
         }
         acquire(L + 1, .forward)
         timed(.norm) {
             norm(out: a.finalNorm.pointer, mean: a.finalMean.pointer, rstd: a.finalRstd.pointer,
-                 inp: a.residual[c.layerCount].pointer, weight: .finalNormWeight, bias: .finalNormBias, N: N)
+                 inp: a.residual[L].pointer, weight: .finalNormWeight, bias: .finalNormBias, N: N)
         }
-        timed(.logits) {
-            Linear.forward(out: a.logits.pointer, ldOut: c.vocabularySize, inp: a.finalNorm.pointer, ldIn: C,
-                           weight: p(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil,
-                           N: N, IC: C, OC: c.vocabularySize)
-        }
+        let total = headForward(a, withTargets: targets != nil)
         release(L + 1, .forward)
         release(0, .forward)
 
-        guard targets != nil else { lastLoss = nil; return nil }
+        guard let total else { lastLoss = nil; return nil }
         let valid = a.targets.withUnsafeBufferPointer { CrossEntropy.validCount($0.baseAddress!, N: N) }
-        let total = timed(.loss) {
-            a.targets.withUnsafeBufferPointer {
-                CrossEntropy.forward(logits: a.logits.pointer, targets: $0.baseAddress!, N: N, V: c.vocabularySize)
-            }
-        }
         lastValidCount = valid
         lastLoss = valid > 0 ? Float(total / Double(valid)) : 0
         return lastLoss
     }
 
-    /// The last forward pass's logits, [B, T, V].
+    /// A copy of the last forward pass's logits, [B, T, V] (a copy: backward overwrites the buffer).
     public var logits: Tensor {
         guard let a = buffers else { preconditionFailure("logits read before any forward pass") }
-        return Tensor(viewing: a.logits, shape: [a.B, a.T, config.vocabularySize])
+        guard a.logitsValid, let logits = a.logits else {
+            preconditionFailure(a.logits == nil
+                ? "logits are not kept by a forward with targets under activation checkpointing"
+                : "logits read after backward (it writes their gradient in place of them)")
+        }
+        return Tensor(shape: [a.B, a.T, config.vocabularySize]) { $0.baseAddress!.update(from: logits.pointer, count: $0.count) }
     }
 
-    func norm(out: FloatPointer, mean: FloatPointer, rstd: FloatPointer, inp: FloatPointer,
+    func norm(out: FloatPointer, mean: FloatPointer, rstd: FloatPointer, inp: ConstFloatPointer,
               weight: TensorRole, bias: TensorRole, N: Int) {
         if config.family == .gpt2 {
             LayerNorm.forward(out: out, mean: mean, rstd: rstd, inp: inp, weight: p(weight), bias: pOpt(bias),
@@ -311,7 +257,7 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    func normBackward(dinp: FloatPointer, dout: FloatPointer, inp: FloatPointer, mean: FloatPointer, rstd: FloatPointer,
+    func normBackward(dinp: FloatPointer, dout: ConstFloatPointer, inp: ConstFloatPointer, mean: ConstFloatPointer, rstd: ConstFloatPointer,
                       weight: TensorRole, bias: TensorRole, N: Int) {
         if config.family == .gpt2 {
             LayerNorm.backward(dinp: dinp, dweight: g(weight), dbias: g(bias), dout: dout, inp: inp, weight: p(weight),
