@@ -183,27 +183,7 @@ public enum ComparisonReport {
     }
 
     public static func html(_ c: Comparison, analysis: DeltaAnalysis?, plots: [SVGDocument], analysisPlots: [(String, String)]) -> String {
-        var h = """
-        <!DOCTYPE html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <title>Subspace: teacher against LoRA students</title>
-        <style>
-        body { font-family: Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
-        table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
-        th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-        th { background: #f4f4f4; }
-        td:first-child, th:first-child { text-align: left; }
-        code { background: #f4f4f4; padding: 0 3px; }
-        figure { margin: 1.5em 0; overflow-x: auto; }
-        .note { color: #555; font-size: 13px; }
-        </style>
-        </head>
-        <body>
-        <h1>Teacher against LoRA students</h1>
-
-        """
+        var h = HTMLPage.head(title: "Subspace: teacher against LoRA students") + "<h1>Teacher against LoRA students</h1>\n"
         h += "<ul>\n" + header(c).map { "<li>\(inlineCode($0))</li>\n" }.joined() + "</ul>\n"
         h += "<p class=\"note\">\(escapeXML(explanation))</p>\n<h2>Runs</h2>\n" + runTable(c).html
         for svg in plots { h += "<figure>\n\(svg.element)</figure>\n" }
@@ -214,7 +194,7 @@ public enum ComparisonReport {
             h += DeltaAnalysisWriter.kindTable(analysis).html
             for (_, svg) in analysisPlots { h += "<figure>\n\(stripDeclaration(svg))</figure>\n" }
         }
-        return h + "</body>\n</html>\n"
+        return h + HTMLPage.end
     }
 
     /// Escapes text and turns `code` spans into <code>.

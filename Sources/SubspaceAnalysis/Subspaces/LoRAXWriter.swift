@@ -161,25 +161,7 @@ public enum LoRAXWriter {
     }
 
     public static func html(_ r: LoRAXReport, plots: [SVGDocument]) -> String {
-        var h = """
-        <!DOCTYPE html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <title>Subspace: LoRA-X transfer</title>
-        <style>
-        body { font-family: Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
-        table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
-        th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-        th { background: #f4f4f4; }
-        td:first-child, th:first-child { text-align: left; }
-        figure { margin: 1.5em 0; overflow-x: auto; }
-        </style>
-        </head>
-        <body>
-        <h1>LoRA-X transfer</h1>
-
-        """
+        var h = HTMLPage.head(title: "Subspace: LoRA-X transfer") + "<h1>LoRA-X transfer</h1>\n"
         h += "<ul>\n" + summaryLines(r).map { "<li>\(escapeXML($0.replacingOccurrences(of: "`", with: "").replacingOccurrences(of: "**", with: "")))</li>\n" }.joined() + "</ul>\n"
         h += "<h2>By module kind</h2>\n" + kindTable(r).html
         for svg in plots { h += "<figure>\n\(svg.element)\n</figure>\n" }
@@ -189,7 +171,7 @@ public enum LoRAXWriter {
             for u in r.unmapped { t.add([u.module, u.role ?? "all", u.reason]) }
             h += "<h2>Source modules without a place in the target</h2>\n" + t.html
         }
-        return h + "</body>\n</html>\n"
+        return h + HTMLPage.end
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import SubspaceCore
+import SubspaceAnalysis
 
 /// A study's one-line result for the index page: every study writes `finding.json` beside its report.
 public struct StudyFinding: Sendable, Codable, Equatable {
@@ -57,13 +58,8 @@ public enum StudyIndex {
     @discardableResult
     public static func write(root: String, title: String = "Subspace studies") throws -> String {
         let entries = collect(root: root)
-        func esc(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-        }
-        var html = """
-            <!DOCTYPE html><html><head><meta charset="utf-8"><title>\(esc(title))</title>
-            <style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}li{margin:0.8em 0}
-            code{background:#f3f3f3;padding:0 0.2em}.finding{color:#333}</style></head><body>
+        let esc = escapeXML
+        var html = HTMLPage.head(title: title) + """
             <h1>\(esc(title))</h1>
             <p>Each study below links its own report (tables, figures, the exact command). Findings are one line each; the
             reports say what the numbers do and do not show.</p><ul>
@@ -75,7 +71,7 @@ public enum StudyIndex {
             html += "</li>"
         }
         if entries.isEmpty { html += "\n<li>No study has finished here yet.</li>" }
-        html += "\n</ul></body></html>\n"
+        html += "\n</ul>" + HTMLPage.end
         let path = (root as NSString).appendingPathComponent("index.html")
         try AtomicFile.write(Array(html.utf8), to: path)
         return path

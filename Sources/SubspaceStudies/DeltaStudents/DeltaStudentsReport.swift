@@ -218,12 +218,7 @@ enum DeltaStudentsReport {
         md += "\nPer-seed details (curves, per-module distances, ΔW spectra): " + seeds.map { "[seed \($0)](seed-\($0)/report.html)" }.joined(separator: ", ") + "\n\n" + caveats + "\n"
         try AtomicFile.write(Array(md.utf8), to: (folder as NSString).appendingPathComponent("report.md"))
 
-        var html = """
-            <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Subspace: ΔW and LoRA students</title><style>
-            body { font-family: Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
-            table { border-collapse: collapse; margin: 1em 0; font-size: 13px; } th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-            th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; } figure { margin: 1.5em 0; overflow-x: auto; }
-            .note { color: #555; font-size: 13px; }</style></head><body>
+        var html = HTMLPage.head(title: "Subspace: ΔW and LoRA students") + """
             <h1>ΔW spectrum and SVD-initialised LoRA students</h1>
             <p><b>Finding:</b> \(escapeXML(finding))</p>
 
@@ -234,7 +229,7 @@ enum DeltaStudentsReport {
         if !rankRows.isEmpty { html += "<h2>Rank study</h2>\n" + rankTable.html }
         for chart in charts { html += "<figure>\(chart.element)</figure>\n" }
         html += "<p>Per-seed details: " + seeds.map { "<a href=\"seed-\($0)/report.html\">seed \($0)</a>" }.joined(separator: ", ") + "</p>\n"
-        html += "<p class=\"note\">\(escapeXML(caveats))</p></body></html>\n"
+        html += "<p class=\"note\">\(escapeXML(caveats))</p>" + HTMLPage.end
         let path = (folder as NSString).appendingPathComponent("report.html")
         try AtomicFile.write(Array(html.utf8), to: path)
         try StudyFinding(study: "delta-students", title: "ΔW spectrum and SVD-initialised LoRA students", report: "report/report.html",

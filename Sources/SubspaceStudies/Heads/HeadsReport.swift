@@ -151,24 +151,7 @@ public enum HeadsReport {
         body += "<h2>Figures</h2>\n<div class=\"plots\">\n" + figures(r).joined(separator: "\n") + "</div>\n"
         body += "<h2>Counter-examples</h2>\n" + table(counterHeader, counterRows(r))
         body += "<h2>Definitions and limits</h2>\n<ul>" + definitions.map { "<li>\(escape($0))</li>" }.joined() + "</ul>\n"
-        return """
-            <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8"><title>Heads study</title>
-            <style>
-            body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
-            table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
-            th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
-            th { background: #f3f3f3; }
-            td.pass { background: #d9f2d9; } td.na { color: #888; }
-            .plots { display: flex; flex-wrap: wrap; gap: 1em; }
-            svg { border: 1px solid #ddd; background: #fff; }
-            svg text { font-family: system-ui, sans-serif; font-size: 11px; fill: #333; }
-            code { background: #f5f5f5; padding: 2px 4px; }
-            </style></head>
-            <body>
-            \(body)</body></html>
-
-            """
+        return HTMLPage.document(title: "Heads study", body: body)
     }
 
     /// Seed means of a per-head quantity.

@@ -103,15 +103,7 @@ public enum LoRANullStudyReport {
         b += "<h2>Methods</h2>\n" + table(header, rows(r))
         b += "<h2>Comparisons</h2>\n" + table(comparisonHeader, comparisonRows(r))
         b += "<h2>Learning-rate sweeps</h2>\n" + table(["method", "lr", "task val loss", "diverged"], sweepRows(r))
-        return """
-            <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8"><title>LoRA-Null study</title>
-            <style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:13px;margin:1em 0}
-            td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}svg{display:block;margin:1em 0}</style>
-            </head><body>
-            \(b)</body></html>
-
-            """
+        return HTMLPage.document(title: "LoRA-Null study", body: b)
     }
 
     public static func write(_ r: LoRANullStudy.Results, to folder: String) throws {

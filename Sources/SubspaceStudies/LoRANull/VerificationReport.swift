@@ -226,14 +226,6 @@ public struct VerificationReport: Codable, Sendable {
         b += plot("‖ABX‖/‖output‖ per module", "share of output", \.adapterOutputShare, thresholds: [(0.01, "1%"), (0.001, "0.1%")])
         if initialModules != nil { b += "<h2>Initial vs trained</h2>\n" + table(comparisonHeader, comparisonRows) }
         b += "<h2>Modules</h2>\n" + table(moduleHeader, moduleRows(modules))
-        return """
-            <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8"><title>LoRA-Null verification</title>
-            <style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px;margin:1em 0}
-            td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}svg{display:block;margin:1em 0}</style>
-            </head><body>
-            \(b)</body></html>
-
-            """
+        return HTMLPage.document(title: "LoRA-Null verification", body: b)
     }
 }

@@ -81,25 +81,7 @@ public enum LoRAXStudyReport {
     }
 
     static func html(_ r: LoRAXStudyResults, plots: [SVGDocument], transferPlots: [String]) -> String {
-        var h = """
-        <!DOCTYPE html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <title>Subspace: LoRA-X study</title>
-        <style>
-        body { font-family: Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
-        table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
-        th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-        th { background: #f4f4f4; }
-        td:first-child, th:first-child { text-align: left; }
-        figure { margin: 1.5em 0; overflow-x: auto; }
-        </style>
-        </head>
-        <body>
-        <h1>LoRA-X study</h1>
-
-        """
+        var h = HTMLPage.head(title: "Subspace: LoRA-X study") + "<h1>LoRA-X study</h1>\n"
         h += "<p>\(escapeXML(explanation))</p>\n"
         h += "<h2>Subspace similarity of the base pairs</h2>\n" + similarityTable(r).html
         for svg in transferPlots {
@@ -111,6 +93,6 @@ public enum LoRAXStudyReport {
         for svg in plots { h += "<figure>\n\(svg.element)\n</figure>\n" }
         h += "<h2>Verdicts</h2>\n" + verdictTable(r).html
         h += "<h2>Configuration</h2>\n<pre>\(escapeXML(r.config))</pre>\n"
-        return h + "</body>\n</html>\n"
+        return h + HTMLPage.end
     }
 }

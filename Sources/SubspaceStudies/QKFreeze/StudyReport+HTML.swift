@@ -36,24 +36,7 @@ extension StudyReport {
         body += perplexityPlot(r) + efficiencyPlot(r) + throughputPlot(r) + "</div>\n"
         body += "<h2>Runs</h2>\n" + table(runHeader, runRows(r))
         body += "<h2>Notes</h2>\n<ul>" + notes.map { "<li>\(escape($0))</li>" }.joined() + "</ul>\n"
-        return """
-            <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8"><title>Q/K freeze study</title>
-            <style>
-            body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-            table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-            th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
-            th { background: #f3f3f3; }
-            td.pass { background: #d9f2d9; font-weight: bold; } td.fail { background: #f7d4d4; font-weight: bold; } td.na { color: #888; }
-            .plots { display: flex; flex-wrap: wrap; gap: 1em; }
-            svg { border: 1px solid #ddd; background: #fff; }
-            svg text { font-family: system-ui, sans-serif; font-size: 11px; fill: #333; }
-            code { background: #f5f5f5; padding: 2px 4px; }
-            </style></head>
-            <body>
-            \(body)</body></html>
-
-            """
+        return HTMLPage.document(title: "Q/K freeze study", body: body)
     }
 
     // MARK: Plots
