@@ -52,6 +52,7 @@ import SubspaceModel
               grad_clip: null
               zero_stage: 3
               schedule: constant
+              activation_checkpointing: layers
               freeze: ['wte', 'h\\.0\\..*']
               steps: 0100
             lora:
@@ -77,6 +78,7 @@ import SubspaceModel
         #expect(config.training.gradClip == nil)
         #expect(config.training.zeroStage == 3)
         #expect(config.training.schedule == .constant)
+        #expect(config.training.activationCheckpointing == .layers)
         #expect(config.training.freeze == ["wte", "h\\.0\\..*"])
         #expect(config.training.steps == 100, "YAML 1.2: a leading zero is not octal")
         #expect(config.lora == {
@@ -176,6 +178,8 @@ import SubspaceModel
         Bad(yaml: "training: {warmup: -5}", key: "training.warmup", value: "-5", expected: "an integer ≥ 0"),
         Bad(yaml: "training: {bucket_mb: 0}", key: "training.bucket_mb", value: "0", expected: "an integer in 1...1048576"),
         Bad(yaml: "training: {schedule: linear}", key: "training.schedule", value: "\"linear\"", expected: "one of cosine, constant"),
+        Bad(yaml: "training: {activation_checkpointing: all}", key: "training.activation_checkpointing", value: "\"all\"",
+            expected: "one of none, layers"),
         Bad(yaml: "training: {freeze: {a: b}}", key: "training.freeze", value: "a mapping", expected: "a list of text"),
         Bad(yaml: "training: 5", key: "training", value: "5", expected: "a mapping of training keys"),
         Bad(yaml: "run: {seed: -1}", key: "run.seed", value: "-1", expected: "an integer in 0..."),

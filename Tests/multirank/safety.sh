@@ -123,7 +123,7 @@ refused "context 100000 at np=2: error naming data.sequence" $status "data.seque
 "$SUBSPACE" bench train --width 100000 --heads 8 > "$WORK/bench.log" 2>&1
 refused "bench train --width 100000 refused" $? "more than the .* of memory .*--width 100000" "$WORK/bench.log"
 "$SUBSPACE" bench train --context 10000000 > "$WORK/bench.log" 2>&1
-refused "bench train --context 1e7 refused" $? "--context 10000000 squared" "$WORK/bench.log"
+refused "bench train --context 1e7 refused" $? "--context 10000000" "$WORK/bench.log"
 mpi 2 "$SUBSPACE" bench allreduce --sizes 100G > "$WORK/bench.log" 2>&1
 refused "bench allreduce --sizes 100G refused" $? "--sizes 100G: the largest size needs" "$WORK/bench.log"
 start=$(date +%s.%N)

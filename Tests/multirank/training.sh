@@ -23,6 +23,15 @@ for stage in 0 1 2 3; do
     fi
 done
 
+# Activation checkpointing recomputes layers in backward: the same losses bit for bit (np=1, and np=2
+# under ZeRO-3, whose residency gathers each block again for the recomputation).
+train 1 "$WORK/np1-ckpt" --set training.zero_stage=0 --set training.activation_checkpointing=layers \
+    && expect "activation checkpointing np=1: same losses (bit-exact)" $CHECK same_losses "$WORK/np1-ckpt" "$WORK/np1" 0 \
+    || { fail "checkpointing np=1 run"; tail -5 "$WORK/np1-ckpt.log"; }
+train 2 "$WORK/np2-z3-ckpt" --set training.zero_stage=3 --set training.activation_checkpointing=layers \
+    && expect "activation checkpointing np=2 ZeRO-3: same losses (bit-exact)" $CHECK same_losses "$WORK/np2-z3-ckpt" "$WORK/np2-z3" 0 \
+    || { fail "checkpointing np=2 ZeRO-3 run"; tail -5 "$WORK/np2-z3-ckpt.log"; }
+
 # Resume bit-exact at the same world size: restart run np2-z1 from its step-3 checkpoint.
 train 2 "$WORK/resume" --set training.zero_stage=1 --set checkpoint.resume="$WORK/np2-z1/checkpoints/step-00000003" \
     && expect "resume at np=2 is bit-exact" $CHECK same_losses "$WORK/resume" "$WORK/np2-z1" 0 4 \

@@ -70,6 +70,10 @@ extension TrainConfig {
                       "ZeRO 0-1: reduce each bucket on a communication thread while backward continues."),
                 .texts("freeze", \.freeze, nonEmpty: false,
                        "Tensors to freeze: Subspace names or regular expressions over them (each must match a tensor)."),
+                .choice("activation_checkpointing", \.activationCheckpointing, ActivationCheckpointing.allCases,
+                        "none: keep every layer's activations for backward; layers: keep only each layer's input and "
+                        + "recompute the layer in backward (about a third more compute, far less memory, the same gradients), "
+                        + "with the output head and the loss run a chunk of rows at a time."),
             ]),
             .optional("lora", \TrainConfig.lora, empty: LoRA(),
                       "LoRA adapters on a frozen base; present (even `lora: {}`) trains them, absent or null trains the model itself.", [

@@ -71,6 +71,8 @@ public struct TrainConfig: Sendable, Equatable {
         public var overlapCommunication = true
         /// Tensors to freeze: Subspace names or regular expressions over them (each must match).
         public var freeze: [String] = []
+        /// `layers`: keep only each layer's input for backward and recompute the layer (same gradients).
+        public var activationCheckpointing: ActivationCheckpointing = .none
     }
 
     public struct LoRA: Sendable, Equatable {

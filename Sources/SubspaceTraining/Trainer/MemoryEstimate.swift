@@ -22,7 +22,8 @@ public struct MemoryEstimate: Sendable {
     /// - Parameters: `keys` names the config keys (or CLI options) in messages: vocab, layers, width,
     ///   batch, sequence.
     public init(model c: ModelConfig, microBatch: Int, sequence: Int, zeroStage: Int, worldSize: Int,
-                trainableFraction: Double = 1, dropout: Bool = false, keys: Keys = .config) {
+                trainableFraction: Double = 1, dropout: Bool = false, checkpointing: ActivationCheckpointing = .none,
+                keys: Keys = .config) {
         let (V, C, L, H) = (Double(c.vocabularySize), Double(c.hiddenSize), Double(c.layerCount), Double(c.headCount))
         let (I, P) = (Double(c.intermediateSize), Double(c.maxPositions))
         let (Q, KV) = (Double(c.headCount * c.headDimension), Double(c.keyValueHeadCount * c.headDimension))
@@ -35,20 +36,27 @@ public struct MemoryEstimate: Sendable {
         let parameterShare = zeroStage >= 3 ? 1 / W : 1, gradientShare = zeroStage >= 2 ? 1 / W : 1, momentShare = zeroStage >= 1 ? 1 / W : 1
         let perParameter = 4 * (parameterShare + gradientShare + 2 * trainableFraction * momentShare + 1)
         let N = B * T
-        let attention = L * B * H * T * T * 4 + B * H * T * T * 4
-        let perRow = L * (4 * C + (Q + 2 * KV) + Q + (c.gatedMLP ? 3 : 2) * I + (dropout ? 2 * C : 0)) + 3 * C + 2 * Q + 2 * KV + 4 * I
+        // Activation checkpointing keeps every layer's input but one layer's activations (recomputed in
+        // backward), and one chunk of logits instead of all of them.
+        let kept = checkpointing == .layers ? 1 : L
+        // The tiled attention keeps each row's logsumexp [B, H, T] per layer (plus small per-worker tiles).
+        let attention = kept * B * H * T * 4
+        let perRow = (checkpointing == .layers ? L * C : 0)
+            + kept * (4 * C + (Q + 2 * KV) + Q + (c.gatedMLP ? 3 : 2) * I + (dropout ? 2 * C : 0)) + 3 * C + 2 * Q + 2 * KV + 4 * I
+        let logitRows = checkpointing == .layers ? min(B * T, max(256, Double((1 << 24) / max(c.vocabularySize, 1)))) : B * T
         let (v, w, l, b, t) = (c.vocabularySize, c.hiddenSize, c.layerCount, microBatch, sequence)
         terms = [
             Term(key: keys.vocab, what: "embeddings and their optimizer state (\(keys.vocab) \(v) × \(keys.width) \(w))",
                  bytes: embedding * perParameter),
             Term(key: keys.width, what: "layer weights and their optimizer state (\(keys.layers) \(l) × \(keys.width) \(w) squared)",
                  bytes: layers * perParameter),
-            Term(key: keys.sequence, what: "attention probabilities (\(keys.batch) \(b) × \(c.headCount) heads × \(keys.sequence) \(t) squared, per layer)",
+            Term(key: keys.sequence, what: "attention row statistics (\(keys.batch) \(b) × \(c.headCount) heads × \(keys.sequence) \(t), per layer)",
                  bytes: attention),
-            Term(key: keys.batch, what: "activations kept for backward (\(keys.batch) \(b) × \(keys.sequence) \(t) rows per layer)",
+            // Rows are batch × sequence: named by whichever of the two is the larger factor.
+            Term(key: t >= b ? keys.sequence : keys.batch, what: "activations kept for backward (\(keys.batch) \(b) × \(keys.sequence) \(t) rows per layer)",
                  bytes: N * perRow * 4),
-            Term(key: keys.vocab, what: "logits and their gradient (\(keys.batch) \(b) × \(keys.sequence) \(t) × \(keys.vocab) \(v))",
-                 bytes: 2 * N * V * 4),
+            Term(key: keys.vocab, what: "logits, their gradient in place (\(keys.batch) \(b) × \(keys.sequence) \(t) × \(keys.vocab) \(v))",
+                 bytes: logitRows * V * 4),
         ]
     }
 
@@ -59,7 +67,8 @@ public struct MemoryEstimate: Sendable {
             : .config
         self.init(model: model, microBatch: config.training.microBatch, sequence: config.data.sequence,
                   zeroStage: config.training.zeroStage, worldSize: worldSize,
-                  trainableFraction: config.lora == nil ? 1 : 0, dropout: config.model.dropout > 0, keys: keys)
+                  trainableFraction: config.lora == nil ? 1 : 0, dropout: config.model.dropout > 0,
+                  checkpointing: config.training.activationCheckpointing, keys: keys)
     }
 
     public struct Keys: Sendable {

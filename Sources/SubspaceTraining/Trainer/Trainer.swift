@@ -67,6 +67,7 @@ public final class Trainer {
         }
         model.frozen = try Trainer.frozenTensors(c.training.freeze, layout: model.layout)
         model.dropout = c.model.dropout
+        model.activationCheckpointing = c.training.activationCheckpointing
         if let lora = c.lora {
             let names = lora.targets ?? TrainConfig.LoRA.defaultTargets(model.config.family)
             let targets: LoRAConfig.Targets = names.count == 1 && names[0].hasPrefix("re:")

@@ -23,6 +23,9 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps: Int = 10
     @Option(help: "Threads for BLAS and kernels (default: the cores this process may use).") var threads: Int?
     @Flag(help: "Print where the time goes, per kind of op, forward and backward.") var profile = false
+    @Flag(name: .customLong("activation-checkpointing"),
+          help: "Keep only each layer's input and recompute the layer in backward; the head and loss run in row chunks.")
+    var activationCheckpointing = false
     @Option(name: .customLong("zero-stage"), help: "Under mpirun: data-parallel steps with this ZeRO stage (0-3); --batch is per rank.")
     var zeroStage: Int = 0
 
@@ -39,12 +42,14 @@ struct BenchTrain: ParsableCommand {
         let problems = modelConfig.problems()
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
         let estimate = MemoryEstimate(model: modelConfig, microBatch: batch, sequence: context, zeroStage: zeroStage,
-                                      worldSize: MemoryEstimate.ranksOnThisNode(),
+                                      worldSize: MemoryEstimate.ranksOnThisNode(), checkpointing: checkpointing,
                                       keys: .init(vocab: "--vocab", layers: "--layers", width: "--width", batch: "--batch", sequence: "--context"))
         if let (_, message) = estimate.problem(available: MemoryEstimate.machineBytes(), ranksHere: MemoryEstimate.ranksOnThisNode()) {
             throw ValidationError(message)
         }
     }
+
+    var checkpointing: ActivationCheckpointing { activationCheckpointing ? .layers : .none }
 
     var modelConfig: ModelConfig {
         ModelConfig(family: ModelFamily(rawValue: family) ?? .gpt2, vocabularySize: vocab, hiddenSize: width,
@@ -63,6 +68,7 @@ struct BenchTrain: ParsableCommand {
         let config = modelConfig
         let model = Transformer(config: config)
         model.initialize(seed: 1)
+        model.activationCheckpointing = checkpointing
         let optimizer = ModelOptimizer(model: model, adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1))
         var rng = RandomStream(seed: 7)
         let tokens = batch * context
@@ -125,11 +131,14 @@ struct BenchTrain: ParsableCommand {
                              f * 1000 / Double(steps), b * 1000 / Double(steps)))
             }
         }
-        print("# \(family) layers=\(layers) width=\(width) heads=\(heads) context=\(context) batch=\(batch) vocab=\(vocab): " +
+        print("# \(family) layers=\(layers) width=\(width) heads=\(heads) context=\(context) batch=\(batch) vocab=\(vocab) " +
+              "activation_checkpointing=\(checkpointing.rawValue): " +
               "\(matmulWeights) matmul weights, \(String(format: "%.1f", flopsPerToken / 1e6)) MFLOP/token, " +
               "\(String(format: "%.1f", achieved)) GFLOP/s achieved, gemm \(String(format: "%.1f", peak)) GFLOP/s")
+        let memory = PeakMemory.read() ?? (0, 0)
         print(figures(["tokens_per_s": tokensPerSecond, "ms_per_step": stepSeconds * 1000, "mfu": achieved / peak,
-                       "gflops": achieved, "gemm_gflops": peak, "threads": Parallel.workers]))
+                       "gflops": achieved, "gemm_gflops": peak, "threads": Parallel.workers,
+                       "peak_rss_mb": Double(memory.peak) / 1_048_576]))
     }
 
     /// GFLOP/s of a square 1024 sgemm split over the same workers: the attainable rate right now.
@@ -158,6 +167,7 @@ struct BenchTrain: ParsableCommand {
         let config = modelConfig
         let model = Transformer(config: config)
         model.initialize(seed: 1)
+        model.activationCheckpointing = checkpointing
         let engine = ZeroEngine(model: model, communicator: world, stage: zeroStage,
                                 adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1), maxGradientNorm: 1)
         let runner = StepRunner(engine: engine)
