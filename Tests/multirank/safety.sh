@@ -118,8 +118,8 @@ refused "model.vocab 1e8 at np=2: error naming the key and the bytes" $status "m
 expect "…nothing written" test ! -e "$WORK/huge-vocab/config.resolved.yaml"
 train 1 "$WORK/huge-layers" --set model.layers=1000 --set model.width=4096 --set model.heads=32; status=$?
 refused "1000 layers × 4096: error naming model.width and layers" $status "model.width: .*model.layers 1000 × model.width 4096" "$WORK/huge-layers.log"
-train 2 "$WORK/huge-context" --set model.context=100000 --set data.sequence=100000; status=$?
-refused "context 100000 at np=2: error naming data.sequence" $status "data.sequence: the run needs about" "$WORK/huge-context.log"
+train 2 "$WORK/huge-context" --set model.context=10000000 --set data.sequence=10000000; status=$?
+refused "context 1e7 at np=2: error naming data.sequence" $status "data.sequence: the run needs about" "$WORK/huge-context.log"
 "$SUBSPACE" bench train --width 100000 --heads 8 > "$WORK/bench.log" 2>&1
 refused "bench train --width 100000 refused" $? "more than the .* of memory .*--width 100000" "$WORK/bench.log"
 "$SUBSPACE" bench train --context 10000000 > "$WORK/bench.log" 2>&1
