@@ -203,7 +203,9 @@ enum DeltaStudentsReport {
                 + (equalBudget ? " (checked: all equal)" : " — NOT equal across runs (marked ≠)") + ".",
             "Learning rates: each method's own sweep, extended past an edge while its best sits there (up to \(p.maxExtensions) steps per side).",
             "ΔW of the teacher: mean energy at rank \(o.defaultRank) " + s(energyAtR) + ", mean ‖ΔW‖/‖W‖ " + s(relChange)
-                + " (fine-tuning-sized updates are ≪ 1).",
+                + ((relChange?.mean ?? 0) > 0.3
+                    ? " — large: at this budget the best teacher LR re-trains the layers rather than fine-tunes them, so the spectrum describes a re-training-sized update (fine-tuning-sized updates are ≪ 1; a lower LR with a longer budget would give one)."
+                    : " (fine-tuning-sized updates are ≪ 1)."),
         ]
         let caveats = """
             What this does not show: a small byte-level model on an arithmetic SFT set; \(seeds.count) seeds give a coarse spread (a \
