@@ -119,6 +119,17 @@ public struct RandomStream: RandomNumberGenerator, Sendable {
         for i in buffer.indices { buffer[i] = low + (high - low) * nextUniform() }
     }
 
+    /// Skips the first `count` values `nextNormal` would return from a fresh stream (block 0, nothing
+    /// drawn), in O(1): two normals take two words, so value k comes from block k/4. A shard can then draw
+    /// exactly the values a whole-tensor `fillNormal` would have put at its offsets.
+    public mutating func skipNormals(_ count: Int) {
+        precondition(block == 0 && buffered == 0 && spareNormal == nil, "skipNormals needs a fresh stream")
+        let pairs = count / 2
+        seek(toBlock: UInt64(pairs / 2))
+        if pairs % 2 == 1 { _ = nextWord(); _ = nextWord() }
+        if count % 2 == 1 { _ = nextNormal() }
+    }
+
     /// Fills with normal values of the given mean and standard deviation.
     public mutating func fillNormal(_ buffer: UnsafeMutableBufferPointer<Float>, mean: Float = 0, std: Float = 1) {
         for i in buffer.indices { buffer[i] = mean + std * nextNormal() }

@@ -28,6 +28,98 @@ def tensors(path):
     return out
 
 
+def folder_tensors(folder):
+    """Every tensor of an HF folder (one model.safetensors, or shards named by model.safetensors.index.json)."""
+    import os
+    index = f"{folder}/model.safetensors.index.json"
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    out = {}
+    for name in files:
+        with open(f"{folder}/{name}", "rb") as f:
+            data = f.read()
+        n = struct.unpack("<Q", data[:8])[0]
+        for key, e in json.loads(data[8:8 + n]).items():
+            if key != "__metadata__":
+                a, b = e["data_offsets"]
+                out[key] = (e["dtype"], data[8 + n + a:8 + n + b])
+    return out
+
+
+def same_folder(a, b, atol="0"):
+    """The same tensors in two HF folders: bytes equal (atol 0), or f32 values within atol."""
+    ta, tb = folder_tensors(a), folder_tensors(b)
+    if sorted(ta) != sorted(tb):
+        return f"tensor names differ: {sorted(set(ta) ^ set(tb))[:5]}"
+    worst = (0.0, None)
+    for name in ta:
+        (da, xa), (db, xb) = ta[name], tb[name]
+        if float(atol) == 0:
+            if xa != xb:
+                return f"{name} differs ({da} vs {db})"
+            continue
+        if da != "F32" or db != "F32":
+            return f"{name}: {da}/{db}, tolerance needs F32"
+        va, vb = struct.unpack(f"<{len(xa) // 4}f", xa), struct.unpack(f"<{len(xb) // 4}f", xb)
+        d = max((abs(x - y) for x, y in zip(va, vb)), default=0.0)
+        if d > worst[0]:
+            worst = (d, name)
+    if worst[0] > float(atol):
+        return f"{worst[1]}: max |difference| {worst[0]:.3e} > {atol}"
+    return None
+
+
+def header_of(path):
+    with open(path, "rb") as f:
+        return json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+
+
+def widen(dtype, raw):
+    """f32 values of a tensor's bytes (bf16 and f16 widened exactly)."""
+    if dtype == "F32":
+        return struct.unpack(f"<{len(raw) // 4}f", raw)
+    halves = struct.unpack(f"<{len(raw) // 2}H", raw)
+    if dtype == "BF16":
+        return struct.unpack(f"<{len(halves)}f", struct.pack(f"<{len(halves)}I", *[h << 16 for h in halves]))
+    return struct.unpack(f"<{len(halves)}e", raw)
+
+
+def same_values(a, b):
+    """The same tensor values in two HF folders, whatever their dtypes and sharding (exact)."""
+    ta, tb = folder_tensors(a), folder_tensors(b)
+    if sorted(ta) != sorted(tb):
+        return f"tensor names differ: {sorted(set(ta) ^ set(tb))[:5]}"
+    for name in ta:
+        if widen(*ta[name]) != widen(*tb[name]):
+            return f"{name} differs"
+    return None
+
+
+def make_bf16_shards(src, dst, files="3"):
+    """Rewrites an HF folder as bf16 (upper halves of the f32 bits) in several shards plus the index."""
+    import os, shutil
+    os.makedirs(dst, exist_ok=True)
+    shutil.copy(f"{src}/config.json", f"{dst}/config.json")
+    items = sorted(folder_tensors(src).items())
+    n = int(files)
+    weight_map = {}
+    for i in range(n):
+        name = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+        header, body = {}, b""
+        for key, (dtype, raw) in items[i::n]:
+            values = struct.unpack(f"<{len(raw) // 4}I", raw)
+            data = struct.pack(f"<{len(values)}H", *[v >> 16 for v in values])
+            shape = header_of(f"{src}/model.safetensors")[key]["shape"]
+            header[key] = {"dtype": "BF16", "shape": shape, "data_offsets": [len(body), len(body) + len(data)]}
+            body += data
+            weight_map[key] = name
+        h = json.dumps(header).encode()
+        h += b" " * ((8 - len(h) % 8) % 8)
+        with open(f"{dst}/{name}", "wb") as f:
+            f.write(struct.pack("<Q", len(h)) + h + body)
+    json.dump({"metadata": {}, "weight_map": weight_map}, open(f"{dst}/model.safetensors.index.json", "w"))
+    return None
+
+
 def same_losses(a, b, rtol, first="1", last=None):
     la, lb = losses(a), losses(b)
     steps = [s for s in sorted(la) if s >= int(first) and (last is None or s <= int(last))]

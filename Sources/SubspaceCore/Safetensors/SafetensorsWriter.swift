@@ -55,13 +55,21 @@ public struct SafetensorsWriter {
 
     /// The JSON header, padded with spaces to a multiple of 8 bytes so the data section stays aligned.
     func headerBytes() throws -> [UInt8] {
+        try Self.headerBytes(items.map { ($0.name, $0.shape, $0.dtype) }, metadata: metadata)
+    }
+
+    /// The header of a file holding `entries` in this order: with the 8-byte length before it and the
+    /// tensors' bytes after it in the same order, a file can be streamed tensor by tensor (see
+    /// `writeValues`) without holding every tensor at once.
+    public static func headerBytes(_ entries: [(name: String, shape: [Int], dtype: DType)], metadata: [String: String]) throws -> [UInt8] {
         var object: [String: Any] = [:]
         if !metadata.isEmpty { object["__metadata__"] = metadata }
         var offset = 0
-        for item in items {
-            object[item.name] = ["dtype": item.dtype.rawValue, "shape": item.shape,
-                                 "data_offsets": [offset, offset + item.byteCount]] as [String: Any]
-            offset += item.byteCount
+        for e in entries {
+            let byteCount = e.shape.reduce(1, *) * e.dtype.byteSize
+            object[e.name] = ["dtype": e.dtype.rawValue, "shape": e.shape,
+                              "data_offsets": [offset, offset + byteCount]] as [String: Any]
+            offset += byteCount
         }
         let json: Data
         do {
@@ -85,29 +93,39 @@ public struct SafetensorsWriter {
         }
     }
 
+    /// Writes the 8-byte length and the header of a streamed file (see `headerBytes(_:metadata:)`).
+    public static func writeHeader(_ header: [UInt8], into sink: inout FileSink) throws {
+        var length = UInt64(header.count).littleEndian
+        try withUnsafeBytes(of: &length) { (p: UnsafeRawBufferPointer) throws in try sink.write(p) }
+        try header.withUnsafeBytes { (p: UnsafeRawBufferPointer) throws in try sink.write(p) }
+    }
+
+    /// Converts float values to `dtype` in chunks and writes them.
+    public static func writeValues(_ src: UnsafeBufferPointer<Float>, as dtype: DType, into sink: inout FileSink) throws {
+        precondition(dtype.isFloatingPoint, "\(dtype.rawValue) is not a float dtype")
+        if dtype == .f32 { return try sink.write(UnsafeRawBufferPointer(src)) }
+        let chunk = 1 << 16
+        var buffer = [UInt16](repeating: 0, count: chunk)
+        var start = 0
+        while start < src.count {
+            let n = min(chunk, src.count - start)
+            for i in 0..<n {
+                let v = src[start + i]
+                buffer[i] = (dtype == .bf16 ? HalfPrecision.bf16(from: v) : HalfPrecision.f16(from: v)).littleEndian
+            }
+            try buffer.withUnsafeBytes { (p: UnsafeRawBufferPointer) throws in
+                try sink.write(UnsafeRawBufferPointer(rebasing: p[0..<(2 * n)]))
+            }
+            start += n
+        }
+    }
+
     /// Converts and writes one tensor in chunks, so no second full copy of the model is made.
     private static func stream(_ item: Item, into sink: inout FileSink) throws {
-        let chunk = 1 << 16
         switch item.payload {
-        case .float(let tensor, .f32):
-            try tensor.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Float>) throws in
-                try sink.write(UnsafeRawBufferPointer(p))
-            }
         case .float(let tensor, let dtype):
-            var buffer = [UInt16](repeating: 0, count: chunk)
-            try tensor.withUnsafeBufferPointer { (src: UnsafeBufferPointer<Float>) throws in
-                var start = 0
-                while start < src.count {
-                    let n = min(chunk, src.count - start)
-                    for i in 0..<n {
-                        let v = src[start + i]
-                        buffer[i] = (dtype == .bf16 ? HalfPrecision.bf16(from: v) : HalfPrecision.f16(from: v)).littleEndian
-                    }
-                    try buffer.withUnsafeBytes { (p: UnsafeRawBufferPointer) throws in
-                        try sink.write(UnsafeRawBufferPointer(rebasing: p[0..<(2 * n)]))
-                    }
-                    start += n
-                }
+            try tensor.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Float>) throws in
+                try writeValues(p, as: dtype, into: &sink)
             }
         case .int64(let values, .i64):
             let le = values.map(\.littleEndian)

@@ -14,38 +14,9 @@ public enum HFCheckpoint {
     /// Loads a model folder. Every tensor the config implies must be present with its shape; f16/bf16
     /// weights are widened to f32; unknown tensors are an error (they would be silently dropped).
     public static func load(folder: String) throws -> Transformer {
-        let config = try ModelConfig(hfConfigAt: (folder as NSString).appendingPathComponent("config.json"))
-        let files = try TensorFolder(folder: folder)
-        // Every layer has at least one tensor: this bounds the layer count before the names are even listed
-        // (config.json n_layer: 1e9 over 3 layers of weights).
-        guard config.layerCount <= files.names.count else {
-            throw CheckpointError(folder: folder, tensor: nil,
-                                  reason: "config.json says \(config.layerCount) layers, but the weights hold only \(files.names.count) tensors")
-        }
-        let naming = HFNaming(config: config)
-        let expected = naming.tensors
-        let known = Set(expected.map(\.name))
-        if let stray = files.names.first(where: { !known.contains($0) && !naming.isIgnorable($0) }) {
-            throw CheckpointError(folder: folder, tensor: stray, reason: "not a tensor of a \(config.family.rawValue) model with this config.json")
-        }
-        // Every shape from the files' headers first, so sizes config.json claims are checked before allocating them.
-        for hf in expected {
-            guard files.contains(hf.name) else {
-                throw CheckpointError(folder: folder, tensor: hf.name, reason: "missing (expected shape \(hf.shape))")
-            }
-            let shape = try files.info(hf.name).shape
-            guard shape == hf.shape else {
-                throw CheckpointError(folder: folder, tensor: hf.name, reason: "shape \(shape), but config.json implies \(hf.shape)")
-            }
-        }
-        let model = Transformer(config: config)
-        for hf in expected {
-            let value = try files.tensor(hf.name)
-            guard value.shape == hf.shape else {
-                throw CheckpointError(folder: folder, tensor: hf.name, reason: "shape \(value.shape), but config.json implies \(hf.shape)")
-            }
-            unpack(hf, value, into: model.setTensor)
-        }
+        let reader = try HFModelReader(folder: folder)
+        let model = Transformer(config: reader.config)
+        try reader.read(0..<model.layout.totalCount, into: model.parameterStorage.pointer)
         return model
     }
 
@@ -85,7 +56,12 @@ public enum HFCheckpoint {
     /// Writes `config.json` and `model.safetensors` (sharded past `maxShardBytes`), loadable by transformers.
     public static func save(_ model: Transformer, to folder: String, dtype: DType = .f32, maxShardBytes: Int = 5 << 30) throws {
         try TensorFolder.write(hfTensors(of: model), to: folder, dtype: dtype, maxShardBytes: maxShardBytes)
-        var json = model.config.hfConfig
+        try writeConfig(model.config, dtype: dtype, to: folder)
+    }
+
+    /// Writes `config.json` for weights stored as `dtype`.
+    public static func writeConfig(_ config: ModelConfig, dtype: DType, to folder: String) throws {
+        var json = config.hfConfig
         json["dtype"] = dtype == .f32 ? "float32" : dtype == .bf16 ? "bfloat16" : "float16"
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write([UInt8](data), to: (folder as NSString).appendingPathComponent("config.json"))

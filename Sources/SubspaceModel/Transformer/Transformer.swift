@@ -10,8 +10,20 @@ import SubspaceCore
 public final class Transformer: @unchecked Sendable {
     public let config: ModelConfig
     public let layout: ParameterLayout
-    /// The flat parameter buffer (layout order).
-    public let parameterStorage: TensorStorage
+    /// The flat parameter buffer (layout order), allocated on first use. Under ZeRO-3 the engine holds
+    /// the parameters in shards and the model has none (`releaseParameterStorage()`): asking for the
+    /// buffer then is a programming error, not a silent full-size allocation.
+    public var parameterStorage: TensorStorage {
+        if let storage = allocatedParameters { return storage }
+        precondition(!parametersSharded, "the full parameter buffer of a model whose parameters are sharded (ZeRO-3) was asked for")
+        let storage = TensorStorage(capacity: layout.totalCount)
+        allocatedParameters = storage
+        return storage
+    }
+    /// The flat parameter buffer if it exists (nil before first use and once sharded).
+    public private(set) var allocatedParameters: TensorStorage?
+    /// Set by `releaseParameterStorage()`: a residency holds the parameters; the model never has them whole.
+    public private(set) var parametersSharded = false
     /// The flat gradient buffer, allocated with the first backward pass.
     public internal(set) var gradientStorage: TensorStorage?
     /// Tensors that receive no gradient.
@@ -73,7 +85,6 @@ public final class Transformer: @unchecked Sendable {
         precondition(problems.isEmpty, "invalid model config: \(problems.joined(separator: "; "))")
         self.config = config
         self.layout = ParameterLayout(config: config)
-        self.parameterStorage = TensorStorage(capacity: layout.totalCount)
         self.rotary = config.usesRotary
             ? Rotary(headDimension: config.headDimension, maxPositions: config.maxPositions, theta: config.ropeTheta,
                      scaling: config.ropeScaling)
@@ -82,6 +93,19 @@ public final class Transformer: @unchecked Sendable {
     }
 
     // MARK: Parameters
+
+    /// Frees the flat parameter buffer for good: from now on a residency (ZeRO-3) provides every block.
+    public func releaseParameterStorage() {
+        precondition(residency != nil, "releaseParameterStorage() without a residency to provide the blocks")
+        allocatedParameters = nil
+        parametersSharded = true
+    }
+
+    /// Bytes of the model's own full-size buffers now allocated (parameters and gradients; activations
+    /// and adapters not counted). Zero for a model whose parameters a ZeRO-3 engine holds.
+    public var residentParameterBytes: Int {
+        ((allocatedParameters?.capacity ?? 0) + (gradientStorage?.capacity ?? 0)) * MemoryLayout<Float>.stride
+    }
 
     /// A copy of one tensor.
     public func tensor(_ role: TensorRole) -> Tensor {
@@ -120,7 +144,7 @@ public final class Transformer: @unchecked Sendable {
     /// in backward, gradients) are; otherwise they are slices of the flat buffers.
     func acquire(_ b: Int, _ phase: BlockPhase) {
         if parameterBase.count != layout.blockCount {
-            parameterBase = [FloatPointer](repeating: parameterStorage.pointer, count: layout.blockCount)
+            parameterBase = [FloatPointer](repeating: Transformer.unsetBlock, count: layout.blockCount)
             gradientBase = [FloatPointer?](repeating: nil, count: layout.blockCount)
         }
         if let residency {
@@ -131,6 +155,9 @@ public final class Transformer: @unchecked Sendable {
             gradientBase[b] = gradientStorage.map { $0.pointer + layout.blockRanges[b].lowerBound }
         }
     }
+
+    /// Stands for a block not yet acquired (never dereferenced).
+    nonisolated(unsafe) static let unsetBlock = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
     /// Block `b` is done for `phase` (after backward its gradients are complete).
     func release(_ b: Int, _ phase: BlockPhase) { residency?.finished(block: b, phase: phase) }
@@ -144,10 +171,21 @@ public final class Transformer: @unchecked Sendable {
     /// unit norm weights. Each tensor draws from its own stream, so the result does not depend on
     /// anything but the seed.
     public func initialize(seed: UInt64, std: Float = 0.02) {
+        initialValues(seed: seed, std: std, range: 0..<layout.totalCount, into: parameterStorage.pointer)
+    }
+
+    /// The values `initialize` gives elements `range` (global offsets, padding 0) of the flat buffer,
+    /// written to `destination`: a ZeRO-3 rank initialises its shard with exactly the values a whole
+    /// model would hold there, without the whole model (each tensor's stream is skipped ahead).
+    public func initialValues(seed: UInt64, std: Float = 0.02, range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
         let root = RandomStream(seed: seed)
+        destination.update(repeating: 0, count: range.count)
         for (i, e) in layout.entries.enumerated() {
+            let piece = e.range.clamped(to: range)
+            if piece.isEmpty { continue }
             var rng = root.split(UInt64(i))
-            let out = UnsafeMutableBufferPointer(start: parameterStorage.pointer + e.offset, count: e.count)
+            rng.skipNormals(piece.lowerBound - e.offset)
+            let out = UnsafeMutableBufferPointer(start: destination + (piece.lowerBound - range.lowerBound), count: piece.count)
             switch e.role {
             case .layer(_, .norm1Weight), .layer(_, .norm2Weight), .finalNormWeight:
                 out.update(repeating: 1)

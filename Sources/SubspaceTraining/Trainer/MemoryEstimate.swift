@@ -4,8 +4,8 @@ import SubspaceModel
 /// The memory one rank of a training run needs, estimated from the shapes alone (in floating point, so
 /// absurd sizes cannot overflow), before anything big is allocated: parameters, gradients and AdamW
 /// moments as ZeRO shards them, the activations of one micro-batch kept for backward (attention
-/// probabilities B·H·T² per layer, logits B·T·V, …) and their gradient scratch, and the extra copy the
-/// final export gathers. `check` turns "more than this machine has" into an error naming the key that
+/// probabilities B·H·T² per layer, logits B·T·V, …) and their gradient scratch, and ZeRO's block buffers
+/// and scratch (the final export streams block by block and adds nothing). `check` turns "more than this machine has" into an error naming the key that
 /// costs the most and the bytes, instead of a failed allocation that aborts with a backtrace.
 public struct MemoryEstimate: Sendable {
     public struct Term: Sendable {
@@ -13,7 +13,14 @@ public struct MemoryEstimate: Sendable {
         public let key: String
         public let what: String
         public let bytes: Double
+        public var kind: Kind = .states
     }
+
+    /// Model states (parameters, gradients, moments, as sharded), activations of one micro-batch, and
+    /// ZeRO's block buffers and scratch.
+    public enum Kind: Sendable { case states, activations, buffers }
+
+    public func bytes(_ kind: Kind) -> Double { terms.filter { $0.kind == kind }.reduce(0) { $0 + $1.bytes } }
 
     public let terms: [Term]
     public var total: Double { terms.reduce(0) { $0 + $1.bytes } }
@@ -31,10 +38,21 @@ public struct MemoryEstimate: Sendable {
         let embedding = V * C * (c.tiedEmbeddings ? 1 : 2) + (c.usesRotary ? 0 : P * C)
         let perLayer = C * (Q + 2 * KV) + Q * C + (c.gatedMLP ? 3 : 2) * C * I + 4 * C + Q + 2 * KV + I
         let layers = L * perLayer
-        // Per parameter: the value, its gradient, two AdamW moments (trainable only), as the stage shards them;
-        // plus the gathered copy the final export writes from.
+        // Per parameter: the value, its gradient (trainable only), two AdamW moments (trainable only), as the
+        // stage shards them.
         let parameterShare = zeroStage >= 3 ? 1 / W : 1, gradientShare = zeroStage >= 2 ? 1 / W : 1, momentShare = zeroStage >= 1 ? 1 / W : 1
-        let perParameter = 4 * (parameterShare + gradientShare + 2 * trainableFraction * momentShare + 1)
+        let perParameter = 4 * (parameterShare + trainableFraction * (gradientShare + 2 * momentShare))
+        // ZeRO's buffers (ZeroEngine): stage 3 gathers each kind of block (embeddings, a layer, the tail)
+        // into a buffer of its own, and stages 2–3 take trainable blocks' gradients in one; stages 1–2
+        // gather updated parameters through a packed block and this rank's part of one; accumulation
+        // (not counted) adds this rank's part of a block. Stages 0–1 reduce gradient buckets in place.
+        let tail = 2 * C + (c.tiedEmbeddings ? 0 : V * C)
+        let embeddingBlock = V * C + (c.usesRotary ? 0 : P * C)
+        let blocks = embeddingBlock + perLayer + tail, largest = max(embeddingBlock, perLayer, tail)
+        var buffers = 0.0
+        if zeroStage == 3 { buffers += blocks * (1 + trainableFraction) }
+        if zeroStage == 2 { buffers += blocks * trainableFraction }
+        if zeroStage == 1 || zeroStage == 2 { buffers += trainableFraction * largest * (1 + 1 / W) }
         let N = B * T
         // Activation checkpointing keeps every layer's input but one layer's activations (recomputed in
         // backward), and one chunk of logits instead of all of them.
@@ -51,12 +69,14 @@ public struct MemoryEstimate: Sendable {
             Term(key: keys.width, what: "layer weights and their optimizer state (\(keys.layers) \(l) × \(keys.width) \(w) squared)",
                  bytes: layers * perParameter),
             Term(key: keys.sequence, what: "attention row statistics (\(keys.batch) \(b) × \(c.headCount) heads × \(keys.sequence) \(t), per layer)",
-                 bytes: attention),
+                 bytes: attention, kind: .activations),
             // Rows are batch × sequence: named by whichever of the two is the larger factor.
             Term(key: t >= b ? keys.sequence : keys.batch, what: "activations kept for backward (\(keys.batch) \(b) × \(keys.sequence) \(t) rows per layer)",
-                 bytes: N * perRow * 4),
+                 bytes: N * perRow * 4, kind: .activations),
             Term(key: keys.vocab, what: "logits, their gradient in place (\(keys.batch) \(b) × \(keys.sequence) \(t) × \(keys.vocab) \(v))",
-                 bytes: logitRows * V * 4),
+                 bytes: logitRows * V * 4, kind: .activations),
+            Term(key: keys.vocab, what: "ZeRO-\(zeroStage) block buffers (the embeddings block: \(keys.vocab) \(v) × \(keys.width) \(w))",
+                 bytes: buffers * 4, kind: .buffers),
         ]
     }
 

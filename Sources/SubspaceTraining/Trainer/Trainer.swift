@@ -35,8 +35,14 @@ public final class Trainer {
     /// `prepareModel` runs once the model exists (initialised or loaded, frozen tensors and adapters set)
     /// and before the optimizer sees it: the place for a study's own initialisation or freezing (e.g.
     /// orthogonal Q/K), since ZeRO shards whatever the model holds then.
+    ///
+    /// At ZeRO-3 no rank builds the whole model: the model has no parameter buffer and each rank
+    /// initialises (same values as a whole initialisation) or reads from the HF folder only its part of
+    /// every block. Three things need the whole model first and keep the old way (whole model, then
+    /// shards, then the whole copy freed): a `prepareModel`, and PiSSA or LoRA-Null initialisations
+    /// (they change the base weights).
     public init(config: TrainConfig, communicator: any Communicator,
-                prepareModel: (Transformer) throws -> Void = { _ in },
+                prepareModel: ((Transformer) throws -> Void)? = nil,
                 report: @escaping (TrainingEvent) -> Void = { _ in }) throws {
         self.config = config
         self.communicator = communicator
@@ -46,10 +52,15 @@ public final class Trainer {
         // Sizes first: a run that cannot fit is an error naming the key, not a failed allocation.
         try MemoryEstimate(config: c, model: try c.modelShape(), worldSize: communicator.size).check()
         tokenizer = try Tokenizers.load(c.data.tokenizer)
+        let changesBase = c.lora.map { [.pissa, .loraNull].contains($0.initialisation) } ?? false
+        let sharded = c.training.zeroStage == 3 && prepareModel == nil && !changesBase
+        var reader: HFModelReader? = nil
         switch c.model.source {
         case .hf:
             guard let path = c.model.path else { throw TrainingError.configuration("model.path: required when model.source is hf") }
-            model = try HFCheckpoint.load(folder: path)
+            let opened = try HFModelReader(folder: path)  // names and shapes checked; no weight read yet
+            model = Transformer(config: opened.config)
+            if sharded { reader = opened } else { try opened.read(0..<model.layout.totalCount, into: model.parameterStorage.pointer) }
         case .new:
             let modelConfig = ModelConfig(family: c.model.family, vocabularySize: c.model.vocab, hiddenSize: c.model.width,
                                           layerCount: c.model.layers, headCount: c.model.heads, keyValueHeadCount: c.model.kvHeads,
@@ -57,7 +68,7 @@ public final class Trainer {
             let problems = modelConfig.problems()
             guard problems.isEmpty else { throw TrainingError.configuration("model: " + problems.joined(separator: "; ")) }
             model = Transformer(config: modelConfig)
-            model.initialize(seed: c.run.seed, std: c.model.initStd)
+            if !sharded { model.initialize(seed: c.run.seed, std: c.model.initStd) }
         }
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw TrainingError.configuration("data.tokenizer: its vocabulary (\(tokenizer.vocabularySize)) does not fit the model's (\(model.config.vocabularySize))")
@@ -113,7 +124,7 @@ public final class Trainer {
             model.frozen = Set(model.layout.entries.map(\.role))
         }
 
-        try prepareModel(model)
+        try prepareModel?(model)
 
         switch c.data.kind {
         case .corpus:
@@ -157,6 +168,21 @@ public final class Trainer {
                                         weightDecay: c.training.weightDecay),
                             maxGradientNorm: c.training.gradClip, bucketBytes: c.training.bucketMB << 20,
                             overlap: c.training.overlapCommunication && MPIEnvironment.current.map { $0.providedThreadLevel >= .serialized } ?? true)
+        if sharded {
+            // Each rank fills its own shards; all agree on the outcome before anything else is collective.
+            var failure = ""
+            do {
+                if let reader {
+                    try engine.loadParameters { try reader.read($0, into: $1) }
+                } else {
+                    let (seed, std, model) = (c.run.seed, c.model.initStd, model)
+                    engine.loadParameters { model.initialValues(seed: seed, std: std, range: $0, into: $1) }
+                }
+            } catch {
+                failure = "\(error)"
+            }
+            try engine.agree(failure, or: { TrainingError.checkpoint("model.path: \($0)") })
+        }
         runner = StepRunner(engine: engine)
         lineage = RunLineage(config: c, model: model.config)
         schedule = LearningRateSchedule(peak: c.training.learningRate, warmupSteps: c.training.warmup, totalSteps: c.training.steps,
@@ -359,18 +385,14 @@ public final class Trainer {
     /// as `folder/base` and names it in the adapter's base_model_name_or_path, since nothing else holds it
     /// (for PiSSA the base saved is the residual the adapter was trained on, and the adapter is exported as is).
     public func exportFinal(to folder: String) throws {
-        let parameters = try engine.fullParameters()
-        guard communicator.rank == 0 else { return }
         let temporary = folder + ".tmp"
-        try? FileManager.default.removeItem(atPath: temporary)
-        func fullModel() -> Transformer {
-            let export = Transformer(config: model.config)
-            parameters.withUnsafeBufferPointer { export.parameterStorage.pointer.update(from: $0.baseAddress!, count: $0.count) }
-            return export
-        }
+        if communicator.rank == 0 { try? FileManager.default.removeItem(atPath: temporary) }
+        try communicator.barrier()
+        // The HF model is written block by block (gathered one at a time at ZeRO-3): never whole on any rank.
         if let adapters = model.adapters {
+            if config.model.source == .new { try engine.exportHF(to: (temporary as NSString).appendingPathComponent("base")) }
+            guard communicator.rank == 0 else { return }
             if config.model.source == .new {
-                try HFCheckpoint.save(fullModel(), to: (temporary as NSString).appendingPathComponent("base"))
                 try PEFTAdapter.save(adapters, model: model.config, to: temporary,
                                      baseModel: (RunLineage.absolute(folder) as NSString).appendingPathComponent("base"))
             } else {
@@ -383,7 +405,8 @@ public final class Trainer {
                 try manifest.write(folder: temporary)
             }
         } else {
-            try HFCheckpoint.save(fullModel(), to: temporary)
+            try engine.exportHF(to: temporary)
+            guard communicator.rank == 0 else { return }
         }
         try? FileManager.default.removeItem(atPath: folder)
         try FileManager.default.moveItem(atPath: temporary, toPath: folder)

@@ -1,3 +1,4 @@
+import Foundation
 import SubspaceDistributed
 import SubspaceModel
 
@@ -54,6 +55,17 @@ struct BlockShard {
             n += c.count
         }
         return n
+    }
+
+    /// `pack` of the whole block into its own first elements (the rest is left as it was): packing
+    /// only moves elements towards the front, so it needs no second buffer.
+    func packInPlace(_ blockBase: UnsafeMutablePointer<Float>) {
+        var n = 0
+        for s in segments {
+            let from = s.range.lowerBound - range.lowerBound
+            if from != n { memmove(blockBase + n, blockBase + from, s.range.count * MemoryLayout<Float>.stride) }
+            n += s.range.count
+        }
     }
 
     /// The inverse of `pack`.

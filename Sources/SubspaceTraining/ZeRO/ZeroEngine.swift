@@ -14,7 +14,10 @@ import SubspaceModel
 ///   accumulators (so no full-size gradient buffer exists).
 /// - Stage 3: parameters are sharded as well: each rank keeps only its part of every block, and a
 ///   block is all-gathered into a block-sized buffer just before its forward and again before its
-///   backward.
+///   backward. The model has no full parameter buffer (`Transformer.releaseParameterStorage`): a rank
+///   holds its shards, one buffer per kind of block (embeddings, a layer, the tail) for parameters and
+///   one for gradients, and nothing of full size (`residentBytes`). Shards are filled in place
+///   (`loadParameters`: a fresh initialisation or an HF folder, range by range).
 ///
 /// Frozen tensors are never communicated as gradients, have no moments and are not updated. LoRA
 /// adapters (small) are replicated: their gradients are all-reduced whatever the stage.
@@ -45,7 +48,12 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
     /// Stages 2–3: block-sized buffers for parameters (stage 3) and gradients, one per kind of block
     /// (embeddings, layers, tail): at most one layer is materialised at a time.
     var parameterBuffers: [Int: TensorStorage] = [:], gradientBuffers: [Int: TensorStorage] = [:]
-    var packScratch: TensorStorage, receiveScratch: TensorStorage
+    /// Stages 1–2 (gathering updated parameters): a packed block and this rank's packed part; stages
+    /// 2–3 with gradient accumulation: this rank's reduced part before it is added. Allocated on first use.
+    var packScratch: TensorStorage?, receiveScratch: TensorStorage?
+    /// Stages 2–3: blocks whose shard accumulator already holds this step's first reduction (a later
+    /// micro-batch's reduction is added through `receiveScratch`; the first is written in place).
+    var accumulated: [Bool] = []
     var adapterM: TensorStorage?, adapterV: TensorStorage?
 
     /// Stages 0–1: gradient buckets — runs of consecutive blocks, in backward order, of at most
@@ -55,7 +63,12 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
     /// progress in the background by itself, so a thread is what lets the two run at once).
     public let buckets: [[Int]]
     let overlap: Bool
-    var bucketBuffers: [TensorStorage] = []
+    /// Per bucket: reduced in place over its (contiguous) range of the gradient buffer, when every tensor
+    /// of its blocks trains (padding and all: zeros summed); otherwise packed into `bucketBuffer`.
+    var bucketInPlace: [Bool] = []
+    /// The one packing buffer, sized for the largest packed bucket (buckets are reduced one at a time, on
+    /// the communication queue or the main thread), allocated only when some bucket needs it.
+    var bucketBuffer: TensorStorage?
     let communication = DispatchQueue(label: "subspace.gradient-buckets")
     let inFlight = DispatchGroup()
     var reducedBuckets = 0
@@ -84,9 +97,6 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
         if !current.isEmpty { plan.append(current) }
         buckets = plan
         self.overlap = overlap
-        let largest = shards.map(\.count).max() ?? 1
-        packScratch = TensorStorage(capacity: largest)
-        receiveScratch = TensorStorage(capacity: largest)
         let r = communicator.rank
         for s in shards {
             let n = stage == 0 ? s.packedCount : s.packedCounts[r]
@@ -95,20 +105,77 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
             if stage >= 2 { gradientShards.append(TensorStorage(capacity: s.packedCounts[r])) }
             if stage == 3 {
                 let own = TensorStorage(capacity: s.owned[r].count)
-                own.pointer.update(from: model.parameterStorage.pointer + s.owned[r].lowerBound, count: s.owned[r].count)
+                if let full = model.allocatedParameters {  // a model built whole (e.g. changed by a study's prepareModel)
+                    own.pointer.update(from: full.pointer + s.owned[r].lowerBound, count: s.owned[r].count)
+                }
                 ownedParameters.append(own)
             }
         }
+        accumulated = [Bool](repeating: false, count: shards.count)
         if let adapters = model.adapters {
             adapterM = TensorStorage(capacity: adapters.totalCount)
             adapterV = TensorStorage(capacity: adapters.totalCount)
         }
         if stage < 2 {
             if model.trainsBaseWeights { model.allocateGradients() }
-            bucketBuffers = buckets.map { TensorStorage(capacity: $0.reduce(0) { $0 + shards[$1].packedCount }) }
+            bucketInPlace = buckets.map { bucket in
+                bucket.allSatisfy { b in layout.entries(inBlock: b).allSatisfy { trainable($0) } }
+            }
+            let packed = buckets.indices.filter { !bucketInPlace[$0] }.map { buckets[$0].reduce(0) { $0 + shards[$1].packedCount } }
+            if let largest = packed.max() { bucketBuffer = TensorStorage(capacity: largest) }
         }
         model.residency = self
-        if stage == 3 { model.parameterStorage.discard() }  // the full copy is no longer used
+        if stage == 3 { model.releaseParameterStorage() }  // the engine's shards are the parameters now
+    }
+
+    /// Fills the parameters from a source that can produce any range of the flat layout (a seeded
+    /// initialisation, an HF folder): at stage 3 only this rank's part of each block, in place in its
+    /// shards; otherwise the model's whole buffer. `fill(range, destination)` writes `range.count` values.
+    public func loadParameters(_ fill: (Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) rethrows {
+        guard stage == 3 else { return try fill(0..<model.layout.totalCount, model.parameterStorage.pointer) }
+        for (b, s) in shards.enumerated() { try fill(s.owned[rank], ownedParameters[b].pointer) }
+    }
+
+    /// What this rank holds for the model, in bytes: parameters (its shards, or the model's full buffer),
+    /// gradients (full buffer, or shard accumulators), AdamW moments, and block buffers and scratch.
+    public struct ResidentBytes: Sendable, CustomStringConvertible {
+        public var parameters = 0, gradients = 0, optimizer = 0, buffers = 0
+        /// The largest single allocation (a full-size one at stage 3 would show here).
+        public var largestBuffer = 0
+        public var total: Int { parameters + gradients + optimizer + buffers }
+        public var description: String {
+            "parameters \(parameters), gradients \(gradients), optimizer \(optimizer), buffers \(buffers) bytes (largest \(largestBuffer))"
+        }
+    }
+
+    public var residentBytes: ResidentBytes {
+        var r = ResidentBytes()
+        let f = MemoryLayout<Float>.stride
+        func add(_ keyPath: WritableKeyPath<ResidentBytes, Int>, _ storages: [TensorStorage?]) {
+            for case let s? in storages {
+                r[keyPath: keyPath] += s.capacity * f
+                r.largestBuffer = max(r.largestBuffer, s.capacity * f)
+            }
+        }
+        add(\.parameters, [model.allocatedParameters] + ownedParameters)
+        add(\.gradients, [model.gradientStorage] + gradientShards)
+        add(\.optimizer, m + v + [adapterM, adapterV])
+        add(\.buffers, Array(parameterBuffers.values) + Array(gradientBuffers.values) + [packScratch, receiveScratch, bucketBuffer])
+        return r
+    }
+
+    /// A block's parameters as the model sees them (block-local addressing), valid until the next call
+    /// for a block of the same kind: gathered at stage 3 (collective), the model's buffer otherwise.
+    public func gatheredBlock(_ b: Int) -> UnsafePointer<Float> {
+        UnsafePointer(parameters(block: b, phase: .forward))
+    }
+
+    /// `receiveScratch`, sized for this rank's largest packed part of a block.
+    func ownScratch() -> TensorStorage {
+        if let s = receiveScratch { return s }
+        let s = TensorStorage(capacity: shards.map { $0.packedCounts[rank] }.max() ?? 1)
+        receiveScratch = s
+        return s
     }
 
     /// Buffer slot for a block: 0 embeddings, 1 any layer, 2 tail.
@@ -161,14 +228,22 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
         // The block's gradients are complete: reduce-scatter its trainable elements to their owners.
         let s = shards[b]
         guard s.packedCount > 0, let buffer = gradientBuffers[slot(b)] else { return }
-        s.pack(from: buffer.pointer, into: packScratch.pointer)
+        s.packInPlace(buffer.pointer)
         let mine = s.packedCounts[rank]
-        collective("reduce-scatter gradients of block \(b)") {
-            try communicator.reduceScatter(UnsafeBufferPointer(start: packScratch.pointer, count: s.packedCount),
-                                           counts: s.packedCounts,
-                                           output: UnsafeMutableBufferPointer(start: receiveScratch.pointer, count: mine), op: .sum)
+        // The step's first reduction of the block lands in its accumulator; later ones are added to it.
+        let first = !accumulated[b]
+        let output: UnsafeMutablePointer<Float>
+        if first {
+            output = gradientShards[b].pointer
+        } else {
+            output = ownScratch().pointer
         }
-        BLAS.axpy(count: mine, alpha: 1, x: receiveScratch.pointer, y: gradientShards[b].pointer)
+        collective("reduce-scatter gradients of block \(b)") {
+            try communicator.reduceScatter(UnsafeBufferPointer(start: buffer.pointer, count: s.packedCount),
+                                           counts: s.packedCounts,
+                                           output: UnsafeMutableBufferPointer(start: output, count: mine), op: .sum)
+        }
+        if first { accumulated[b] = true } else { BLAS.axpy(count: mine, alpha: 1, x: output, y: gradientShards[b].pointer) }
     }
 
     // MARK: Steps
@@ -177,12 +252,22 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
     public func zeroGradients() {
         model.zeroGradients()
         for g in gradientShards { g.pointer.update(repeating: 0, count: g.capacity) }
+        accumulated = [Bool](repeating: false, count: shards.count)
     }
 
     /// All-reduces bucket `i`'s trainable gradients as one packed buffer (stages 0–1).
     func reduceBucket(_ i: Int) {
         guard let grads = model.gradientStorage else { return }
-        let buffer = bucketBuffers[i].pointer
+        if bucketInPlace[i] {
+            // Buckets run over consecutive blocks, so the bucket is one range of the gradient buffer.
+            let blocks = buckets[i].map { shards[$0].range }
+            let lower = blocks.map(\.lowerBound).min()!, upper = blocks.map(\.upperBound).max()!
+            collective("all-reduce gradient bucket \(i) (blocks \(buckets[i]))") {
+                try communicator.allReduce(UnsafeMutableBufferPointer(start: grads.pointer + lower, count: upper - lower), op: .sum)
+            }
+            return
+        }
+        let buffer = bucketBuffer!.pointer
         var n = 0
         for b in buckets[i] { n += shards[b].pack(from: grads.pointer + shards[b].range.lowerBound, into: buffer + n) }
         collective("all-reduce gradient bucket \(i) (blocks \(buckets[i]))") {
@@ -314,6 +399,8 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
 
     /// Stages 1–2: every rank updated its part; all-gather the trainable elements of each block.
     func gatherUpdatedParameters() {
+        if packScratch == nil { packScratch = TensorStorage(capacity: shards.map(\.packedCount).max() ?? 1) }
+        let (packScratch, receiveScratch) = (packScratch!, ownScratch())
         for (b, s) in shards.enumerated() where s.packedCount > 0 {
             let block = model.parameterStorage.pointer + s.range.lowerBound
             let mine = s.pack(from: block, into: receiveScratch.pointer, window: s.owned[rank])
@@ -355,7 +442,31 @@ public enum TrainingError: Error, CustomStringConvertible {
 }
 
 extension ZeroEngine {
-    /// The whole parameter buffer on every rank (all-gathered at stage 3). For export and tests.
+    /// Collective: every rank passes its local failure ("" for none); all throw the first one (naming its
+    /// rank) or all go on, so no rank is left alone in a later collective.
+    public func agree(_ failure: String, or makeError: (String) -> any Error) throws {
+        let all = try communicator.allGatherArrays(Array(failure.utf8)).map { String(decoding: $0, as: UTF8.self) }
+        if let (r, message) = all.enumerated().first(where: { !$0.element.isEmpty }) {
+            throw makeError(size > 1 ? "rank \(r): \(message)" : message)
+        }
+    }
+
+    /// Writes the model as an HF folder (`config.json`, safetensors) without ever holding it whole:
+    /// collective; blocks are walked in order (all-gathered one at a time at stage 3) and each file is
+    /// streamed out by the rank `HFBlockExport` gives it (rank 0 for a model under `maxShardBytes`).
+    public func exportHF(to folder: String, dtype: DType = .f32, maxShardBytes: Int = 5 << 30) throws {
+        let plan = HFBlockExport(config: model.config, ranks: size, dtype: dtype, maxShardBytes: maxShardBytes)
+        var failure = ""
+        do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch { failure = "\(error)" }
+        do { try plan.writeFiles(rank: rank, folder: folder) { gatheredBlock($0) } } catch { if failure.isEmpty { failure = "\(error)" } }
+        if rank == 0 && failure.isEmpty {
+            do { try plan.finish(folder: folder) } catch { failure = "\(error)" }
+        }
+        try agree(failure, or: { TrainingError.checkpoint("cannot write the model to \(folder): \($0)") })
+    }
+
+    /// The whole parameter buffer on every rank (all-gathered at stage 3): a full copy, for tests and
+    /// small studies only (exports use `exportHF`).
     public func fullParameters() throws -> [Float] {
         if stage < 3 { return Array(UnsafeBufferPointer(start: model.parameterStorage.pointer, count: model.layout.totalCount)) }
         var out = [Float](repeating: 0, count: model.layout.totalCount)
@@ -367,5 +478,29 @@ extension ZeroEngine {
             }
         }
         return out
+    }
+}
+
+extension ZeroEngine {
+    /// AdamW's first and second moments in layout order on every rank (all-gathered at stages 1–3;
+    /// zero where nothing trains): a full copy, for tests.
+    public func fullMoments() throws -> (m: [Float], v: [Float]) {
+        func gather(_ moments: [TensorStorage]) throws -> [Float] {
+            var out = [Float](repeating: 0, count: model.layout.totalCount)
+            for (b, s) in shards.enumerated() where s.packedCount > 0 {
+                var packed = [Float](repeating: 0, count: s.packedCount)
+                if stage == 0 {
+                    packed = Array(UnsafeBufferPointer(start: moments[b].pointer, count: s.packedCount))
+                } else {
+                    let own = UnsafeBufferPointer(start: moments[b].pointer, count: s.packedCounts[rank])
+                    try packed.withUnsafeMutableBufferPointer { try communicator.allGather(own, counts: s.packedCounts, output: $0) }
+                }
+                out.withUnsafeMutableBufferPointer { o in
+                    packed.withUnsafeBufferPointer { p in s.unpack(p.baseAddress!, into: o.baseAddress! + s.range.lowerBound) }
+                }
+            }
+            return out
+        }
+        return (try gather(m), try gather(v))
     }
 }

@@ -165,11 +165,14 @@ struct BenchTrain: ParsableCommand {
         if let threads { Parallel.configure(threads: threads) }
         let world = job.world
         let config = modelConfig
+        // Resident before the model exists: the process's fixed overhead (runtime, MPI, BLAS).
+        let baseline = Double(PeakMemory.read()?.current ?? 0)
         let model = Transformer(config: config)
-        model.initialize(seed: 1)
+        if zeroStage < 3 { model.initialize(seed: 1) }  // stage 3: each rank initialises its shards only
         model.activationCheckpointing = checkpointing
         let engine = ZeroEngine(model: model, communicator: world, stage: zeroStage,
                                 adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1), maxGradientNorm: 1)
+        if zeroStage == 3 { engine.loadParameters { model.initialValues(seed: 1, range: $0, into: $1) } }
         let runner = StepRunner(engine: engine)
         var rng = RandomStream(seed: 7).split(UInt64(world.rank))
         let tokens = batch * context
@@ -187,12 +190,25 @@ struct BenchTrain: ParsableCommand {
         let all = try world.allGather(Double(memory.peak) / 1_048_576)
         let allNow = try world.allGather(Double(memory.current) / 1_048_576)
         let globalTokensPerSecond = Double(tokens * world.size) / stepSeconds
+        // What a rank should hold: states/N + activations + buffers (MemoryEstimate), over the fixed overhead.
+        let estimate = MemoryEstimate(model: config, microBatch: batch, sequence: context, zeroStage: zeroStage, worldSize: world.size,
+                                      checkpointing: checkpointing)
+        let mb = { (bytes: Double) in bytes / 1_048_576 }
+        let resident = engine.residentBytes
+        let baselines = try world.allGather(mb(baseline))
+        job.log("ZeRO-\(zeroStage) expected per rank: states \(String(format: "%.0f", mb(estimate.bytes(.states)))) MB + activations " +
+                "\(String(format: "%.0f", mb(estimate.bytes(.activations)))) MB + buffers \(String(format: "%.0f", mb(estimate.bytes(.buffers)))) MB " +
+                "+ fixed overhead \(String(format: "%.0f", mb(baseline))) MB; the engine and model hold " +
+                "\(String(format: "%.0f", mb(Double(resident.total)))) MB (\(resident))")
         job.log("ZeRO-\(zeroStage) on \(world.size) ranks × \(Parallel.workers) workers: peak RSS per rank " +
                 all.map { String(format: "%.0f", $0) }.joined(separator: "/") + " MB, now " +
                 allNow.map { String(format: "%.0f", $0) }.joined(separator: "/") + " MB")
         if job.isRoot {
             print(figures(["tokens_per_s": globalTokensPerSecond, "ms_per_step": stepSeconds * 1000, "ranks": world.size,
                            "zero_stage": zeroStage, "peak_rss_mb_max": all.max() ?? 0, "rss_mb_max": allNow.max() ?? 0,
+                           "expected_mb": mb(estimate.total) + (baselines.max() ?? 0), "expected_states_mb": mb(estimate.bytes(.states)),
+                           "expected_activations_mb": mb(estimate.bytes(.activations)), "expected_buffers_mb": mb(estimate.bytes(.buffers)),
+                           "baseline_mb_max": baselines.max() ?? 0, "held_mb_max": mb(Double(resident.total)),
                            "threads_per_rank": Parallel.workers]))
         }
     }

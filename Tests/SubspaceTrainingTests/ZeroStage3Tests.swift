@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+import SubspaceCore
+import SubspaceDistributed
+import SubspaceModel
+@testable import SubspaceTraining
+
+/// ZeRO-3 built shard by shard (no whole model on any rank) against ZeRO-0 on the same ranks: the same
+/// losses, final parameters and AdamW moments (not only losses), for an untied llama, a tied GPT-2 with
+/// dropout, and LoRA (with its own dropout); and no full-size parameter or gradient buffer at stage 3.
+@Suite struct ZeroStage3Tests {
+    enum Variant: String, CaseIterable, Sendable { case llama, tiedWithDropout, lora }
+
+    static func config(_ v: Variant) -> ModelConfig {
+        v == .llama ? ZeroEngineTests.config
+                    : ModelConfig(family: .gpt2, vocabularySize: 29, hiddenSize: 16, layerCount: 2, headCount: 4, maxPositions: 8)
+    }
+
+    struct Outcome {
+        var losses: [Double] = [], parameters: [Float] = [], m: [Float] = [], v: [Float] = []
+        var adapter: [Float] = [], adapterM: [Float] = [], adapterV: [Float] = [], logits: [Float] = []
+        var resident = ZeroEngine.ResidentBytes(), modelBytes = 0, total = 0
+    }
+
+    static func train(_ variant: Variant, stage: Int, ranks: Int) throws -> [Outcome] {
+        try LocalCluster.run(size: ranks) { comm -> Outcome in
+            let config = Self.config(variant)
+            let model = Transformer(config: config)
+            if stage < 3 { model.initialize(seed: 9, std: 0.2) }  // stage 3: each rank fills its shards below
+            if variant == .tiedWithDropout { model.dropout = 0.1 }
+            if variant == .lora {
+                let adapters = try LoRAAdapters(config: LoRAConfig(rank: 2, alpha: 4, targets: .names(["c_attn", "c_fc"]), dropout: 0.1),
+                                                model: config, seed: 9)
+                adapters.training = true
+                model.adapters = adapters
+                model.frozen = Set(model.layout.entries.map(\.role))
+            }
+            let engine = ZeroEngine(model: model, communicator: comm, stage: stage, adam: ZeroEngineTests.adam, maxGradientNorm: 0.5)
+            if stage == 3 { engine.loadParameters { model.initialValues(seed: 9, std: 0.2, range: $0, into: $1) } }
+            let runner = StepRunner(engine: engine)
+            var out = Outcome()
+            for s in 0..<ZeroEngineTests.steps {
+                model.reseedDropout(seed: 1, step: s)
+                model.adapters?.reseedDropout(seed: 1, step: s)
+                model.training = true
+                // One micro-batch per rank: stage 0 sums micro-batches before the all-reduce, stage 3 after each
+                // reduce-scatter, and AdamW turns that reassociation into visible parameter differences where a
+                // gradient is near zero (losses with accumulation: ZeroEngineTests).
+                let micro = ZeroEngineTests.globalBatch / ranks
+                out.losses.append(try runner.run(ZeroEngineTests.batch(step: s, rank: comm.rank, ranks: ranks, microBatch: micro),
+                                                 learningRate: 1e-2, step: s).loss)
+                model.training = false
+            }
+            out.resident = engine.residentBytes
+            out.modelBytes = model.residentParameterBytes
+            out.total = model.layout.totalCount
+            // Evaluation after training gathers blocks as training does.
+            let eval = ZeroEngineTests.batch(step: 99, rank: 0, ranks: 1, microBatch: 2)[0]
+            model.adapters?.training = false
+            model.forward(ids: eval.ids, B: 2, T: ZeroEngineTests.T)
+            out.logits = model.logits.scalars
+            out.parameters = try engine.fullParameters()
+            (out.m, out.v) = try engine.fullMoments()
+            if let a = model.adapters {
+                out.adapter = Array(UnsafeBufferPointer(start: a.storage.pointer, count: a.totalCount))
+                out.adapterM = Array(UnsafeBufferPointer(start: engine.adapterM!.pointer, count: a.totalCount))
+                out.adapterV = Array(UnsafeBufferPointer(start: engine.adapterV!.pointer, count: a.totalCount))
+            }
+            return out
+        }
+    }
+
+    /// max |a − b| / (1e-6 + max |b|) over the arrays: a relative error that tolerates reassociation.
+    static func difference(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count)
+        let scale = b.map(abs).max() ?? 0
+        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / (1e-6 + scale) } ?? 0
+    }
+
+    @Test(arguments: Variant.allCases, [2, 4])
+    func stage3EqualsStage0(variant: Variant, ranks: Int) throws {
+        let zero = try Self.train(variant, stage: 0, ranks: ranks)
+        let three = try Self.train(variant, stage: 3, ranks: ranks)
+        for r in 0..<ranks {
+            let (a, b) = (three[r], zero[r])
+            for (s, (x, y)) in zip(a.losses, b.losses).enumerated() {
+                #expect(abs(x - y) <= 1e-5 * abs(y), "\(variant) rank \(r) step \(s): \(x) vs \(y)")
+            }
+            let checks: [(String, [Float], [Float])] = [("parameters", a.parameters, b.parameters), ("m", a.m, b.m), ("v", a.v, b.v),
+                                                         ("adapter", a.adapter, b.adapter), ("adapter m", a.adapterM, b.adapterM),
+                                                         ("adapter v", a.adapterV, b.adapterV), ("logits", a.logits, b.logits)]
+            for (what, x, y) in checks {
+                let d = Self.difference(x, y)
+                #expect(d <= 1e-5, "\(variant), \(ranks) ranks, rank \(r): \(what) differ by \(d) (relative to the largest)")
+            }
+            if variant != .lora { #expect(b.m.contains { $0 != 0 }, "the moments should have moved") }
+            // No full-size parameter or gradient buffer at stage 3; a rank holds about 1/N of the parameters.
+            #expect(a.modelBytes == 0, "\(variant): the model holds \(a.modelBytes) bytes of full buffers at stage 3")
+            #expect(a.resident.largestBuffer < a.total * 4, "\(variant): a buffer of \(a.resident.largestBuffer) bytes ≥ the model's \(a.total * 4)")
+            #expect(a.resident.parameters <= a.total * 4 / ranks + 64, "\(variant): \(a.resident)")
+            #expect(b.modelBytes >= b.total * 4, "stage 0 holds the whole model")
+        }
+    }
+}
