@@ -101,4 +101,38 @@ import SubspaceModel
             #expect(b.modelBytes >= b.total * 4, "stage 0 holds the whole model")
         }
     }
+
+    /// A checkpoint written by 2 ranks at stage 3 loads exactly into 1, 2 or 3 ranks at any stage, and
+    /// each rank opens only the rank files that overlap its part (2 → 2 at stage 3: one file each).
+    @Test func checkpointLoadsInPartsAtAnyWorldSize() throws {
+        let folder = NSTemporaryDirectory() + "subspace-z3-ckpt-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        @Sendable func engine(_ comm: any Communicator, stage: Int) -> ZeroEngine {
+            let model = Transformer(config: Self.config(.llama))
+            return ZeroEngine(model: model, communicator: comm, stage: stage, adam: ZeroEngineTests.adam, maxGradientNorm: 0.5)
+        }
+        let written = try LocalCluster.run(size: 2) { comm -> ([Float], [Float], [Float]) in
+            let e = engine(comm, stage: 3)
+            let model = e.model
+            e.loadParameters { model.initialValues(seed: 9, std: 0.2, range: $0, into: $1) }
+            let runner = StepRunner(engine: e)
+            for s in 0..<2 { _ = try runner.run(ZeroEngineTests.batch(step: s, rank: comm.rank, ranks: 2, microBatch: 2), learningRate: 1e-2, step: s) }
+            try CheckpointStore(folder: folder).save(engine: e, step: 2, keep: 1)
+            let (m, v) = try e.fullMoments()
+            return (try e.fullParameters(), m, v)
+        }[0]
+        let checkpoint = CheckpointStore(folder: folder).completed().last!.path
+        for (ranks, stage, files) in [(2, 3, 1), (3, 3, 2), (1, 0, 2), (2, 0, 1), (2, 1, 1), (3, 2, 2)] {
+            let loaded = try LocalCluster.run(size: ranks) { comm -> ([Float], [Float], [Float], Int) in
+                let e = engine(comm, stage: stage)
+                let restored = try CheckpointStore.load(checkpoint, into: e)
+                let (m, v) = try e.fullMoments()
+                return (try e.fullParameters(), m, v, restored.filesRead)
+            }
+            for (r, l) in loaded.enumerated() {
+                #expect(l.0 == written.0 && l.1 == written.1 && l.2 == written.2, "\(ranks) ranks, stage \(stage), rank \(r): not the checkpoint's values")
+                #expect(l.3 <= files, "\(ranks) ranks, stage \(stage), rank \(r): read \(l.3) of 2 files")
+            }
+        }
+    }
 }

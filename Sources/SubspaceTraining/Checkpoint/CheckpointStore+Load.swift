@@ -1,5 +1,6 @@
 import Foundation
 import SubspaceCore
+import SubspaceDistributed
 import SubspaceModel
 
 extension CheckpointStore {
@@ -7,6 +8,8 @@ extension CheckpointStore {
     public struct Restored: Sendable {
         public let step: Int
         public let extra: [String: String]
+        /// Rank files this rank opened and checked, of those the writer left.
+        public var filesRead = 0, filesWritten = 0
     }
 
     /// Loads `checkpoint` (a `step-…` folder) into the engine's model, moments and optimizer step, for
@@ -84,84 +87,118 @@ extension CheckpointStore {
         return RunLineage(json: text)
     }
 
+    /// Loads `checkpoint` (a `step-…` folder) into the engine's model, moments and optimizer step, for
+    /// whatever world size and stage wrote it and the engine has. Each rank reads only its own part of
+    /// every block (parameters and the moments it updates): it opens, checks against the manifest's size
+    /// and SHA-256, and indexes only the rank files whose pieces overlap that part (the writer's shards
+    /// follow from its world size), plus rank 0's for LoRA adapters. Stages 0–2, which hold more than
+    /// their part, then all-gather the rest (parameters; stage 0 also moments). A mismatch names the
+    /// file, and all ranks agree on the outcome before any collective.
     public static func load(_ checkpoint: String, into engine: ZeroEngine) throws -> Restored {
         func fail(_ message: String) -> TrainingError { .checkpoint("\(checkpoint): \(message)") }
         let model = engine.model
         let inspected = try inspect(checkpoint, model: model)
         let (step, optimizerStep, tensors, files) = (inspected.step, inspected.optimizerStep, inspected.tensors, inspected.files)
-
-        // Check every file, then index its pieces.
-        var pieces: [String: [(start: Int, count: Int, file: SafetensorsFile, key: String)]] = [:]
-        for f in files {
-            guard let name = f["name"] as? String, let bytes = f["bytes"] as? Int, let sha = f["sha256"] as? String,
-                  !name.contains("/") else { throw fail("\(manifestName) has a malformed file entry") }
-            let path = (checkpoint as NSString).appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: path) else { throw TrainingError.checkpoint("\(path): missing") }
-            let mapped = try MappedFile(path: path)
-            guard mapped.count == bytes else {
-                throw TrainingError.checkpoint("\(path): \(mapped.count) bytes, the manifest says \(bytes) (truncated or replaced)")
-            }
-            guard SHA256.hex(mapped.bytes) == sha else {
-                throw TrainingError.checkpoint("\(path): checksum does not match the manifest (corrupted)")
-            }
-            let file = try SafetensorsFile(path: path)
-            for key in file.names {
-                let parts = key.components(separatedBy: "::")
-                guard parts.count == 3, let start = Int(parts[2]), (0..<(1 << 48)).contains(start) else { throw TrainingError.checkpoint("\(path): unexpected tensor '\(key)'") }
-                let count = try file.info(key).count
-                pieces["\(parts[0])::\(parts[1])", default: []].append((start, count, file, key))
-            }
-        }
-
-        /// Copies elements `wanted` (tensor-local) of kind::tensor into `destination`.
-        func fill(_ kind: String, _ tensor: String, _ wanted: Range<Int>, into destination: UnsafeMutablePointer<Float>) throws {
-            var covered = 0
-            for p in pieces["\(kind)::\(tensor)"] ?? [] {
-                let overlap = (p.start..<(p.start + p.count)).clamped(to: wanted)
-                if overlap.isEmpty { continue }
-                let values = try p.file.tensor(p.key)
-                values.withUnsafeBufferPointer { src in
-                    (destination + (overlap.lowerBound - wanted.lowerBound)).update(from: src.baseAddress! + (overlap.lowerBound - p.start), count: overlap.count)
-                }
-                covered += overlap.count
-            }
-            guard covered == wanted.count else {
-                throw fail("elements \(wanted) of \(kind == "param" ? "tensor" : "the moments of") '\(tensor)' are not all in the checkpoint")
-            }
-        }
-
         let r = engine.rank
-        for (b, s) in engine.shards.enumerated() {
-            var packed = 0
-            let segments = engine.updateSegments(b)
-            for e in model.layout.entries(inBlock: b) {
-                let needed = engine.stage == 3 ? e.range.clamped(to: s.owned[r]) : e.range
-                if !needed.isEmpty {
-                    try fill("param", e.name, (needed.lowerBound - e.offset)..<(needed.upperBound - e.offset),
-                             into: engine.parameterPointer(b, needed.lowerBound))
-                }
-            }
-            for seg in segments {
-                // An update segment lies inside one tensor.
-                guard let e = model.layout.entries(inBlock: b).first(where: { $0.range.contains(seg.range.lowerBound) }) else { continue }
-                let local = (seg.range.lowerBound - e.offset)..<(seg.range.upperBound - e.offset)
-                guard (tensors[e.name] as? [String: Any])?["trainable"] as? Bool == true else {
-                    throw fail("tensor '\(e.name)' was frozen when this checkpoint was written and has no optimizer state")
-                }
-                try fill("m", e.name, local, into: engine.m[b].pointer + packed)
-                try fill("v", e.name, local, into: engine.v[b].pointer + packed)
-                packed += seg.range.count
+
+        // The writer's parts of each block (BlockShard's balanced split for its world size).
+        let writers = inspected.worldSize
+        let neededFiles = (0..<writers).filter { w in
+            (w == 0 && model.adapters != nil) || engine.shards.contains { s in
+                let local = ShardPlan(total: s.count, parts: writers).range(of: w)
+                let theirs = (s.range.lowerBound + local.lowerBound)..<(s.range.lowerBound + local.upperBound)
+                return !theirs.clamped(to: s.owned[r]).isEmpty
             }
         }
-        if let a = model.adapters {
-            guard pieces["adapter::all"] != nil else { throw fail("has no LoRA adapter, but this run trains one") }
-            try fill("adapter", "all", 0..<a.totalCount, into: a.storage.pointer)
-            if let am = engine.adapterM, let av = engine.adapterV {
-                try fill("adapter_m", "all", 0..<a.totalCount, into: am.pointer)
-                try fill("adapter_v", "all", 0..<a.totalCount, into: av.pointer)
+        let neededNames = Set(neededFiles.map { String(format: "rank-%05d-of-%05d.safetensors", $0, writers) })
+        var localFailure = ""
+        var pieces: [String: [(start: Int, count: Int, file: SafetensorsFile, key: String)]] = [:]
+        /// This rank's part of every block: parameters and the moments it updates, and the adapters.
+        func fillOwnPart() throws {
+            /// Copies elements `wanted` (tensor-local) of kind::tensor into `destination`.
+            func fill(_ kind: String, _ tensor: String, _ wanted: Range<Int>, into destination: UnsafeMutablePointer<Float>) throws {
+                var covered = 0
+                for p in pieces["\(kind)::\(tensor)"] ?? [] {
+                    let overlap = (p.start..<(p.start + p.count)).clamped(to: wanted)
+                    if overlap.isEmpty { continue }
+                    let values = try p.file.tensor(p.key)
+                    values.withUnsafeBufferPointer { src in
+                        (destination + (overlap.lowerBound - wanted.lowerBound)).update(from: src.baseAddress! + (overlap.lowerBound - p.start), count: overlap.count)
+                    }
+                    covered += overlap.count
+                }
+                guard covered == wanted.count else {
+                    throw fail("elements \(wanted) of \(kind == "param" ? "tensor" : "the moments of") '\(tensor)' are not all in the checkpoint")
+                }
+            }
+
+            let r = engine.rank
+            for (b, s) in engine.shards.enumerated() {
+                var packed = 0
+                let segments = engine.updateSegments(b)
+                for e in model.layout.entries(inBlock: b) {
+                    let needed = e.range.clamped(to: s.owned[r])
+                    if !needed.isEmpty {
+                        try fill("param", e.name, (needed.lowerBound - e.offset)..<(needed.upperBound - e.offset),
+                                 into: engine.parameterPointer(b, needed.lowerBound))
+                    }
+                }
+                for seg in segments {
+                    // An update segment lies inside one tensor.
+                    guard let e = model.layout.entries(inBlock: b).first(where: { $0.range.contains(seg.range.lowerBound) }) else { continue }
+                    guard (tensors[e.name] as? [String: Any])?["trainable"] as? Bool == true else {
+                        throw fail("tensor '\(e.name)' was frozen when this checkpoint was written and has no optimizer state")
+                    }
+                    // Stage 0 updates every segment; only this rank's part is read (the rest is gathered).
+                    let part = seg.range.clamped(to: s.owned[r])
+                    if !part.isEmpty {
+                        let local = (part.lowerBound - e.offset)..<(part.upperBound - e.offset)
+                        let at = packed + (part.lowerBound - seg.range.lowerBound)
+                        try fill("m", e.name, local, into: engine.m[b].pointer + at)
+                        try fill("v", e.name, local, into: engine.v[b].pointer + at)
+                    }
+                    packed += seg.range.count
+                }
+            }
+            if let a = model.adapters {
+                guard pieces["adapter::all"] != nil else { throw fail("has no LoRA adapter, but this run trains one") }
+                try fill("adapter", "all", 0..<a.totalCount, into: a.storage.pointer)
+                if let am = engine.adapterM, let av = engine.adapterV {
+                    try fill("adapter_m", "all", 0..<a.totalCount, into: am.pointer)
+                    try fill("adapter_v", "all", 0..<a.totalCount, into: av.pointer)
+                }
             }
         }
+        do {
+            // Check the files this rank needs, then index their pieces.
+            for f in files {
+                guard let name = f["name"] as? String, let bytes = f["bytes"] as? Int, let sha = f["sha256"] as? String,
+                      !name.contains("/") else { throw fail("\(manifestName) has a malformed file entry") }
+                guard neededNames.contains(name) else { continue }
+                let path = (checkpoint as NSString).appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: path) else { throw TrainingError.checkpoint("\(path): missing") }
+                let mapped = try MappedFile(path: path)
+                guard mapped.count == bytes else {
+                    throw TrainingError.checkpoint("\(path): \(mapped.count) bytes, the manifest says \(bytes) (truncated or replaced)")
+                }
+                guard SHA256.hex(mapped.bytes) == sha else {
+                    throw TrainingError.checkpoint("\(path): checksum does not match the manifest (corrupted)")
+                }
+                let file = try SafetensorsFile(path: path)
+                for key in file.names {
+                    let parts = key.components(separatedBy: "::")
+                    guard parts.count == 3, let start = Int(parts[2]), (0..<(1 << 48)).contains(start) else { throw TrainingError.checkpoint("\(path): unexpected tensor '\(key)'") }
+                    let count = try file.info(key).count
+                    pieces["\(parts[0])::\(parts[1])", default: []].append((start, count, file, key))
+                }
+            }
+            try fillOwnPart()
+        } catch {
+            localFailure = "\(error)"
+        }
+        try engine.agree(localFailure) { message in TrainingError.checkpoint(message) }
+        engine.spreadOwnParts()
         engine.adam.restore(step: optimizerStep)
-        return Restored(step: step, extra: inspected.extra)
+        return Restored(step: step, extra: inspected.extra, filesRead: neededNames.count, filesWritten: writers)
     }
 }

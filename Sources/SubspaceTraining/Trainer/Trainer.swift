@@ -272,8 +272,9 @@ public final class Trainer {
         signal(SIGTERM) { _ in terminationRequested.store(true, ordering: .relaxed) }
         var start = 0
         if let checkpoint = try agreedResumePoint() {
-            start = try CheckpointStore.load(checkpoint, into: engine).step
-            report(.info("resumed from \(checkpoint) at step \(start)"))
+            let restored = try CheckpointStore.load(checkpoint, into: engine)
+            start = restored.step
+            report(.info("resumed from \(checkpoint) at step \(start) (this rank read and checked \(restored.filesRead) of its \(restored.filesWritten) rank files)"))
         }
         let sampler = GlobalSampler(count: data.count, globalBatch: c.training.globalBatch, seed: c.run.seed)
         let report = ParameterReport(model: model)

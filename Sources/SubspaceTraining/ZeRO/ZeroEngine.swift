@@ -442,6 +442,30 @@ public enum TrainingError: Error, CustomStringConvertible {
 }
 
 extension ZeroEngine {
+    /// After each rank filled only its own part of every block (a checkpoint read in parts): stages 0–2,
+    /// which hold parameters whole, all-gather them; stage 0, which holds every moment, gathers those too.
+    /// Collective; nothing to do at stage 3.
+    func spreadOwnParts() {
+        guard stage < 3 else { return }
+        for (b, s) in shards.enumerated() {
+            let own = Array(UnsafeBufferPointer(start: model.parameterStorage.pointer + s.owned[rank].lowerBound, count: s.owned[rank].count))
+            let block = UnsafeMutableBufferPointer(start: model.parameterStorage.pointer + s.range.lowerBound, count: s.count)
+            collective("all-gather parameters of block \(b) read from a checkpoint") {
+                try own.withUnsafeBufferPointer { try communicator.allGather($0, counts: s.owned.map(\.count), output: block) }
+            }
+            guard stage == 0, s.packedCount > 0 else { continue }
+            let first = s.packedCounts[..<rank].reduce(0, +)
+            for moments in [m[b], v[b]] {
+                let mine = Array(UnsafeBufferPointer(start: moments.pointer + first, count: s.packedCounts[rank]))
+                collective("all-gather moments of block \(b) read from a checkpoint") {
+                    try mine.withUnsafeBufferPointer {
+                        try communicator.allGather($0, counts: s.packedCounts, output: UnsafeMutableBufferPointer(start: moments.pointer, count: s.packedCount))
+                    }
+                }
+            }
+        }
+    }
+
     /// Collective: every rank passes its local failure ("" for none); all throw the first one (naming its
     /// rank) or all go on, so no rank is left alone in a later collective.
     public func agree(_ failure: String, or makeError: (String) -> any Error) throws {
