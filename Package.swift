@@ -32,8 +32,10 @@ let package = Package(
         .systemLibrary(
             name: "CLAPACKE", pkgConfig: "lapacke",
             providers: [.apt(["liblapacke-dev"])]),
+        // oneDNN, for bf16 products (Debian ships no pkg-config file for it; the module map links dnnl).
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
-        .target(name: "SubspaceCore", dependencies: ["CBLAS", "CLAPACKE"]),
+        .target(name: "SubspaceCore", dependencies: ["CBLAS", "CLAPACKE", "CDNNL"]),
         // Collectives work on raw buffers, so this layer needs nothing from SubspaceCore.
         .target(name: "SubspaceDistributed", dependencies: ["CMPI"]),
         .target(name: "SubspaceModel", dependencies: ["SubspaceCore"]),

@@ -3,9 +3,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-# Debian packages the build and the runs need: Open MPI, OpenBLAS (cblas), LAPACKE; Python 3 with pip
-# for launch/fetch-corpus (pip download) and the multi-rank test checks (standard library only).
-PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev python3 python3-pip)
+# Debian packages the build and the runs need: Open MPI, OpenBLAS (cblas), LAPACKE, oneDNN (bf16
+# products, `training.precision: bf16`); Python 3 with pip for launch/fetch-corpus (pip download) and
+# the multi-rank test checks (standard library only).
+PACKAGES=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libdnnl-dev python3 python3-pip)
 
 log() { printf '[launch] %s\n' "$*" >&2; }
 
