@@ -17,8 +17,9 @@ public enum ForwardPass {
     }
 
     public static func run(model modelFolder: String, adapter: String?, input: String, output: String,
-                           gradients: Bool) throws -> Result {
+                           gradients: Bool, precision: Precision = .fp32) throws -> Result {
         let model = try HFCheckpoint.load(folder: modelFolder)
+        model.precision = precision
         let config = model.config
         if let adapter {
             model.adapters = try PEFTAdapter.load(folder: adapter, for: config)

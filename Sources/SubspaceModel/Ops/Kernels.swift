@@ -18,6 +18,8 @@ public enum Parallel {
     public static func configure(threads: Int) {
         workers = max(1, threads)
         BLAS.threadCount = 1
+        // oneDNN's bf16 products are called from one thread and run its own OpenMP team of this size.
+        BF16GEMM.threadCount = workers
     }
 
     /// Calls `body(range)` on disjoint chunks of 0..<count, in parallel when that pays.

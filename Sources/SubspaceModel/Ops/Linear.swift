@@ -45,8 +45,24 @@ public enum Linear {
         out: FloatPointer, ldOut: Int, inp: ConstFloatPointer, ldIn: Int, weight: ConstFloatPointer,
         bias: ConstFloatPointer?, N: Int, IC: Int, OC: Int, accumulate: Bool = false
     ) {
-        ParallelGEMM.gemm(.none, .transposed, m: N, n: OC, k: IC, a: inp, lda: ldIn, b: weight, ldb: IC,
+        forward(out: out, ldOut: ldOut, inp: inp, ldIn: ldIn, weight: LinearWeight(weight), bias: bias,
+                N: N, IC: IC, OC: OC, accumulate: accumulate)
+    }
+
+    /// As above; a weight with a bf16 copy runs the product in bf16 (inputs rounded to bf16, fp32
+    /// accumulation and output), the bias added in fp32.
+    public static func forward(
+        out: FloatPointer, ldOut: Int, inp: ConstFloatPointer, ldIn: Int, weight: LinearWeight,
+        bias: ConstFloatPointer?, N: Int, IC: Int, OC: Int, accumulate: Bool = false
+    ) {
+        if let w16 = weight.bf16, let scratch = weight.scratch {
+            let inp16 = scratch.convert(0, rows: N, cols: IC, inp, ld: ldIn)
+            BF16GEMM.gemm(.none, .transposed, m: N, n: OC, k: IC, a: inp16, lda: IC, b: w16, ldb: IC,
                           beta: accumulate ? 1 : 0, c: out, ldc: ldOut)
+        } else {
+            ParallelGEMM.gemm(.none, .transposed, m: N, n: OC, k: IC, a: inp, lda: ldIn, b: weight.fp32, ldb: IC,
+                              beta: accumulate ? 1 : 0, c: out, ldc: ldOut)
+        }
         if let bias {
             Parallel.rows(N) { rows in
                 for n in rows {
@@ -64,6 +80,32 @@ public enum Linear {
         dout: ConstFloatPointer, ldDout: Int, inp: ConstFloatPointer, ldIn: Int, weight: ConstFloatPointer,
         N: Int, IC: Int, OC: Int
     ) {
+        backward(dinp: dinp, ldDinp: ldDinp, dweight: dweight, dbias: dbias, dout: dout, ldDout: ldDout, inp: inp,
+                 ldIn: ldIn, weight: LinearWeight(weight), N: N, IC: IC, OC: OC)
+    }
+
+    /// As above; a weight with a bf16 copy runs both products in bf16 (dout and inp rounded to bf16, fp32
+    /// accumulation into dinp and dweight), as autocast's backward does.
+    public static func backward(
+        dinp: FloatPointer?, ldDinp: Int, dweight: FloatPointer?, dbias: FloatPointer?,
+        dout: ConstFloatPointer, ldDout: Int, inp: ConstFloatPointer, ldIn: Int, weight: LinearWeight,
+        N: Int, IC: Int, OC: Int
+    ) {
+        if let w16 = weight.bf16, let scratch = weight.scratch, dinp != nil || dweight != nil {
+            let dout16 = scratch.convert(1, rows: N, cols: OC, dout, ld: ldDout)
+            if let dinp {
+                BF16GEMM.gemm(.none, .none, m: N, n: IC, k: OC, a: dout16, lda: OC, b: w16, ldb: IC,
+                              beta: 1, c: dinp, ldc: ldDinp)
+            }
+            if let dweight {
+                let inp16 = scratch.convert(0, rows: N, cols: IC, inp, ld: ldIn)
+                BF16GEMM.gemm(.transposed, .none, m: OC, n: IC, k: N, a: dout16, lda: OC, b: inp16, ldb: IC,
+                              beta: 1, c: dweight, ldc: IC)
+            }
+            if let dbias { biasBackward(dbias: dbias, dout: dout, ldDout: ldDout, N: N, OC: OC) }
+            return
+        }
+        let weight = weight.fp32
         if let dinp {
             ParallelGEMM.gemm(.none, .none, m: N, n: IC, k: OC, a: dout, lda: ldDout, b: weight, ldb: IC,
                               beta: 1, c: dinp, ldc: ldDinp)
@@ -72,13 +114,16 @@ public enum Linear {
             ParallelGEMM.gemm(.transposed, .none, m: OC, n: IC, k: N, a: dout, lda: ldDout, b: inp, ldb: ldIn,
                               beta: 1, c: dweight, ldc: IC)
         }
-        if let dbias {
-            // Column sums, split by columns so threads never share an output.
-            Parallel.rows(OC, minimumPerChunk: 32) { cols in
-                for n in 0..<N {
-                    let d = dout + n * ldDout
-                    for j in cols { dbias[j] += d[j] }
-                }
+        if let dbias { biasBackward(dbias: dbias, dout: dout, ldDout: ldDout, N: N, OC: OC) }
+    }
+
+    /// dbias += Σ_rows dout (fp32 in either precision).
+    static func biasBackward(dbias: FloatPointer, dout: ConstFloatPointer, ldDout: Int, N: Int, OC: Int) {
+        // Column sums, split by columns so threads never share an output.
+        Parallel.rows(OC, minimumPerChunk: 32) { cols in
+            for n in 0..<N {
+                let d = dout + n * ldDout
+                for j in cols { dbias[j] += d[j] }
             }
         }
     }

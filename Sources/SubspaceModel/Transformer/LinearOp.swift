@@ -4,8 +4,8 @@ import SubspaceCore
 /// out = inp · Wᵀ + b over the group's stacked [out, in] parts, wrapped by the group's LoRA adapters
 /// (out += scale · dropout(inp) · Aᵀ · Bᵀ, as PEFT's `lora.Linear` wraps a `Linear`), and shown to the
 /// model's `linearInputObserver` when asked. Every matrix product of a layer goes through `product`
-/// (forward) and `productBackward`: the one place where a precision choice (fp32 through OpenBLAS today)
-/// belongs.
+/// (forward) and `productBackward`, which take the model's precision from its weights (`m.w`: fp32, or
+/// with their bf16 copy under `Precision.bf16`). LoRA's adapter products stay fp32.
 ///
 /// Parts are adjacent in the layout (q|k|v, gate|up; biases likewise), so a group is one GEMM.
 struct LinearOp: Sendable {
@@ -80,7 +80,7 @@ struct LinearOp: Sendable {
 
     /// The base product: out (+)= inp · Wᵀ + b.
     func product(_ m: Transformer, out: FloatPointer, inp: ConstFloatPointer, N: Int, accumulate: Bool) {
-        Linear.forward(out: out, ldOut: outFeatures, inp: inp, ldIn: inFeatures, weight: m.p(parts[0].weight),
+        Linear.forward(out: out, ldOut: outFeatures, inp: inp, ldIn: inFeatures, weight: m.w(parts[0].weight),
                        bias: parts[0].bias.flatMap { m.pOpt($0) }, N: N, IC: inFeatures, OC: outFeatures, accumulate: accumulate)
     }
 
@@ -89,7 +89,7 @@ struct LinearOp: Sendable {
     /// is skipped).
     func productBackward(_ m: Transformer, dinp: FloatPointer, dout: ConstFloatPointer, inp: ConstFloatPointer, N: Int) {
         let (IC, OC) = (inFeatures, outFeatures)
-        let weight = m.p(parts[0].weight)
+        let weight = m.w(parts[0].weight)
         Linear.backward(dinp: dinp, ldDinp: IC, dweight: nil, dbias: nil, dout: dout, ldDout: OC, inp: inp, ldIn: IC,
                         weight: weight, N: N, IC: IC, OC: OC)
         let fused = parts.count > 1 && parts.allSatisfy { m.g($0.weight) != nil }
@@ -103,7 +103,7 @@ struct LinearOp: Sendable {
             let dbias = part.bias.flatMap { m.g($0) }
             if dweight != nil || dbias != nil {
                 Linear.backward(dinp: nil, ldDinp: IC, dweight: dweight, dbias: dbias, dout: dout + column, ldDout: OC,
-                                inp: inp, ldIn: IC, weight: m.p(part.weight), N: N, IC: IC, OC: part.rows)
+                                inp: inp, ldIn: IC, weight: m.w(part.weight), N: N, IC: IC, OC: part.rows)
             }
             column += part.rows
         }

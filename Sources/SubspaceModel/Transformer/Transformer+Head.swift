@@ -14,7 +14,7 @@ extension Transformer {
     func headForward(_ a: ActivationBuffers, withTargets: Bool) -> Double? {
         let (N, C, V) = (a.N, config.hiddenSize, config.vocabularySize)
         let keep = a.checkpointing == .none || !withTargets
-        let weight = p(headWeight)
+        let weight = w(headWeight)
         var total = 0.0
         a.logitsValid = false
         for r0 in stride(from: 0, to: N, by: a.headRows) {
@@ -43,7 +43,7 @@ extension Transformer {
     func headBackward(_ a: ActivationBuffers, scale: Float, dNorm: FloatPointer) {
         let (N, C, V) = (a.N, config.hiddenSize, config.vocabularySize)
         let kept = a.logitsValid ? a.logits : nil
-        let weight = p(headWeight), dweight = g(headWeight)
+        let weight = w(headWeight), dweight = g(headWeight)
         for r0 in stride(from: 0, to: N, by: a.headRows) {
             let R = min(a.headRows, N - r0)
             let chunk: FloatPointer

@@ -66,6 +66,8 @@ public final class Transformer: @unchecked Sendable {
     var gateGradientBuffer: Buffer?
     /// Where blocks' parameters and gradients live while they run (ZeRO); nil: the flat buffers.
     public var residency: BlockResidency?
+    /// bf16 copies of the blocks in use when `precision` is bf16 (Transformer+Precision.swift).
+    var lowPrecision: LowPrecisionWeights?
     /// Per block, the base of its parameters and gradients while it is in use (block-local offsets).
     var parameterBase: [FloatPointer] = []
     var gradientBase: [FloatPointer?] = []
@@ -154,13 +156,17 @@ public final class Transformer: @unchecked Sendable {
             parameterBase[b] = parameterStorage.pointer + layout.blockRanges[b].lowerBound
             gradientBase[b] = gradientStorage.map { $0.pointer + layout.blockRanges[b].lowerBound }
         }
+        convertAcquired(b, phase)
     }
 
     /// Stands for a block not yet acquired (never dereferenced).
     nonisolated(unsafe) static let unsetBlock = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
     /// Block `b` is done for `phase` (after backward its gradients are complete).
-    func release(_ b: Int, _ phase: BlockPhase) { residency?.finished(block: b, phase: phase) }
+    func release(_ b: Int, _ phase: BlockPhase) {
+        dropReleased(b)
+        residency?.finished(block: b, phase: phase)
+    }
 
     public func zeroGradients() {
         if let g = gradientStorage { g.pointer.update(repeating: 0, count: layout.totalCount) }

@@ -74,6 +74,10 @@ extension TrainConfig {
                         "none: keep every layer's activations for backward; layers: keep only each layer's input and "
                         + "recompute the layer in backward (about a third more compute, far less memory, the same gradients), "
                         + "with the output head and the loss run a chunk of rows at a time."),
+                .choice("precision", \.precision, Precision.allCases,
+                        "Matrix products: fp32, or bf16 as PyTorch's CPU autocast (linear layers and the output head take bf16 inputs and "
+                        + "accumulate in fp32; weights, gradients, optimizer state, norms, softmax and the loss stay fp32). bf16 needs a CPU "
+                        + "with AVX-512 BF16 or AMX (oneDNN) and is refused at start-up elsewhere."),
             ]),
             .optional("lora", \TrainConfig.lora, empty: LoRA(),
                       "LoRA adapters on a frozen base; present (even `lora: {}`) trains them, absent or null trains the model itself.", [

@@ -73,6 +73,8 @@ public struct TrainConfig: Sendable, Equatable {
         public var freeze: [String] = []
         /// `layers`: keep only each layer's input for backward and recompute the layer (same gradients).
         public var activationCheckpointing: ActivationCheckpointing = .none
+        /// Precision of the matrix products (`Precision`: fp32, or bf16 as PyTorch's CPU autocast).
+        public var precision: Precision = .fp32
     }
 
     public struct LoRA: Sendable, Equatable {

@@ -79,6 +79,11 @@ public final class Trainer {
         model.frozen = try Trainer.frozenTensors(c.training.freeze, layout: model.layout)
         model.dropout = c.model.dropout
         model.activationCheckpointing = c.training.activationCheckpointing
+        if c.training.precision == .bf16 {
+            // Refused here, before anything is written, where the CPU has no bf16 instructions.
+            do { try BF16GEMM.require("training.precision: bf16") } catch { throw TrainingError.configuration("\(error)") }
+        }
+        model.precision = c.training.precision
         if let lora = c.lora {
             let names = lora.targets ?? TrainConfig.LoRA.defaultTargets(model.config.family)
             let targets: LoRAConfig.Targets = names.count == 1 && names[0].hasPrefix("re:")

@@ -28,6 +28,8 @@ struct BenchTrain: ParsableCommand {
     var activationCheckpointing = false
     @Option(name: .customLong("zero-stage"), help: "Under mpirun: data-parallel steps with this ZeRO stage (0-3); --batch is per rank.")
     var zeroStage: Int = 0
+    @Option(help: "fp32, or bf16 (linear layers and the output head in bf16 with fp32 accumulation, as PyTorch's CPU autocast; needs AVX-512 BF16 or AMX). MFU is then against the measured bf16 GEMM rate.")
+    var precision: Precision = .fp32
 
     func validate() throws {
         guard ModelFamily(rawValue: family) != nil else { throw ValidationError("--family must be gpt2, llama or qwen2; got '\(family)'") }
@@ -64,11 +66,16 @@ struct BenchTrain: ParsableCommand {
         policy.apply()
         Parallel.configure(threads: threads ?? policy.threads)
         print("# \(policy); using \(Parallel.workers) workers, each with single-threaded BLAS")
+        if precision == .bf16 {
+            let backend = try BF16GEMM.require("--precision bf16")
+            print("# bf16 products: \(backend == .oneDNN ? "oneDNN, \(BF16GEMM.support.isa), \(BF16GEMM.threadCount) OpenMP threads" : "EMULATED through fp32 sgemm (SUBSPACE_BF16_EMULATE=1): not a speed figure")")
+        }
 
         let config = modelConfig
         let model = Transformer(config: config)
         model.initialize(seed: 1)
         model.activationCheckpointing = checkpointing
+        model.precision = precision
         let optimizer = ModelOptimizer(model: model, adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1))
         var rng = RandomStream(seed: 7)
         let tokens = batch * context
@@ -134,20 +141,32 @@ struct BenchTrain: ParsableCommand {
         print("# \(family) layers=\(layers) width=\(width) heads=\(heads) context=\(context) batch=\(batch) vocab=\(vocab) " +
               "activation_checkpointing=\(checkpointing.rawValue): " +
               "\(matmulWeights) matmul weights, \(String(format: "%.1f", flopsPerToken / 1e6)) MFLOP/token, " +
-              "\(String(format: "%.1f", achieved)) GFLOP/s achieved, gemm \(String(format: "%.1f", peak)) GFLOP/s")
+              "\(String(format: "%.1f", achieved)) GFLOP/s achieved, \(precision.rawValue) gemm \(String(format: "%.1f", peak)) GFLOP/s")
         let memory = PeakMemory.read() ?? (0, 0)
         print(figures(["tokens_per_s": tokensPerSecond, "ms_per_step": stepSeconds * 1000, "mfu": achieved / peak,
                        "gflops": achieved, "gemm_gflops": peak, "threads": Parallel.workers,
-                       "peak_rss_mb": Double(memory.peak) / 1_048_576]))
+                       "peak_rss_mb": Double(memory.peak) / 1_048_576]) + " precision=\(precision.rawValue)")
     }
 
-    /// GFLOP/s of a square 1024 sgemm split over the same workers: the attainable rate right now.
+    /// GFLOP/s of a square 1024 product in the run's precision — sgemm split over the same workers, or
+    /// the bf16 GEMM on oneDNN's threads —: the attainable rate right now.
     func measureGemmRate() -> Double {
         let n = 1024
         var rng = RandomStream(seed: 3)
         let a = Tensor.normal([n, n], using: &rng), b = Tensor.normal([n, n], using: &rng)
         var c = Tensor(zeros: [n, n])
         var samples: [Double] = []
+        if precision == .bf16 {
+            let a16 = a.scalars.map(BFloat16.bits), b16 = b.scalars.map(BFloat16.bits)
+            c.withUnsafeMutableBufferPointer { pc in
+                for _ in 0..<10 {
+                    samples.append(Stopwatch.time {
+                        BF16GEMM.gemm(.none, .none, m: n, n: n, k: n, a: a16, lda: n, b: b16, ldb: n, c: pc.baseAddress!, ldc: n)
+                    })
+                }
+            }
+            return 2 * pow(Double(n), 3) / samples.dropFirst().min()! * 1e-9
+        }
         a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
             for _ in 0..<10 {
                 samples.append(Stopwatch.time {
@@ -163,6 +182,7 @@ struct BenchTrain: ParsableCommand {
     /// given ZeRO stage; rank 0 prints global tokens/s and each rank's resident memory.
     func runDistributed(_ job: RankedJob) throws {
         if let threads { Parallel.configure(threads: threads) }
+        if precision == .bf16 { try BF16GEMM.require("--precision bf16") }
         let world = job.world
         let config = modelConfig
         // Resident before the model exists: the process's fixed overhead (runtime, MPI, BLAS).
@@ -170,6 +190,7 @@ struct BenchTrain: ParsableCommand {
         let model = Transformer(config: config)
         if zeroStage < 3 { model.initialize(seed: 1) }  // stage 3: each rank initialises its shards only
         model.activationCheckpointing = checkpointing
+        model.precision = precision
         let engine = ZeroEngine(model: model, communicator: world, stage: zeroStage,
                                 adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1), maxGradientNorm: 1)
         if zeroStage == 3 { engine.loadParameters { model.initialValues(seed: 1, range: $0, into: $1) } }
@@ -209,7 +230,7 @@ struct BenchTrain: ParsableCommand {
                            "expected_mb": mb(estimate.total) + (baselines.max() ?? 0), "expected_states_mb": mb(estimate.bytes(.states)),
                            "expected_activations_mb": mb(estimate.bytes(.activations)), "expected_buffers_mb": mb(estimate.bytes(.buffers)),
                            "baseline_mb_max": baselines.max() ?? 0, "held_mb_max": mb(Double(resident.total)),
-                           "threads_per_rank": Parallel.workers]))
+                           "threads_per_rank": Parallel.workers]) + " precision=\(precision.rawValue)")
         }
     }
 }

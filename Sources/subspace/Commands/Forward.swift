@@ -3,6 +3,8 @@ import Foundation
 import SubspaceCore
 import SubspaceModel
 
+extension Precision: ExpressibleByArgument {}
+
 /// `subspace forward`: one forward (and optionally backward) pass of an HF model folder, with an optional
 /// PEFT adapter, on a batch from a safetensors file; writes logits, the HF causal-LM loss and gradients.
 struct Forward: ParsableCommand {
@@ -14,6 +16,8 @@ struct Forward: ParsableCommand {
     @Option(help: "Safetensors file with input_ids (int64 or int32, [B, T]).") var input: String
     @Option(help: "Safetensors file to write.") var output: String
     @Flag(help: "Also write grad.<name> for every trainable tensor.") var grads = false
+    @Option(help: "fp32, or bf16 (linear layers and the output head in bf16 with fp32 accumulation, as PyTorch's CPU autocast; needs AVX-512 BF16 or AMX).")
+    var precision: Precision = .fp32
 
     /// Outputs never overwrite inputs: --output must not be --input, nor lie inside --model or --adapter.
     func validate() throws {
@@ -44,7 +48,9 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         Parallel.configure(threads: ThreadPolicy.decide().threads)
-        let result = try ForwardPass.run(model: model, adapter: adapter, input: input, output: output, gradients: grads)
+        if precision == .bf16 { try BF16GEMM.require("--precision bf16") }
+        let result = try ForwardPass.run(model: model, adapter: adapter, input: input, output: output, gradients: grads,
+                                         precision: precision)
         print("loss=\(result.loss) batch=\(result.batch) sequence=\(result.sequence) output=\(output)")
     }
 }
