@@ -12,12 +12,15 @@ The LoRA fixture is applied without PEFT (not needed for this): each targeted Li
 base(x) + scale · lora_B(lora_A(x)), which is PEFT's LoRA forward with dropout 0; the base is frozen.
 GPT-2 and Llama run with `attn_implementation="eager"` (matmul + softmax attention).
 
-Procedure (PyTorch CPU and transformers, in a venv outside the repository; fixtures beside the checkout
-in ../shared/fixtures, or $SUBSPACE_FIXTURES):
+Procedure (PyTorch CPU and transformers in a venv beside the sources, ignored by git; fixtures beside the
+checkout in ../shared/fixtures, or $SUBSPACE_FIXTURES):
 
-    python3 -m venv ../.venv-torch && ../.venv-torch/bin/pip install torch transformers safetensors numpy \
-        --extra-index-url https://download.pytorch.org/whl/cpu
-    ../.venv-torch/bin/python Tests/SubspaceModelTests/Resources/bf16/make_bf16_reference.py
+    python3 -m venv .venv-references
+    .venv-references/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+    .venv-references/bin/pip install transformers safetensors numpy
+    .venv-references/bin/python Tests/SubspaceModelTests/Resources/bf16/make_bf16_reference.py
+
+(bf16_errors.json was made with torch 2.13.0+cpu and transformers 5.24.0, recorded in the file.)
 
 The float32 pass is also checked against the fixture's own logits and gradients (it must agree to the
 fixtures' float32 tolerance), so the figures are errors against the same reference the test uses.
