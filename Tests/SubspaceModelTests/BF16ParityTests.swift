@@ -95,4 +95,26 @@ import SubspaceCore
         model.precision = .fp32
         #expect(pass() == fp32)
     }
+
+    /// Checkpointed layers recompute their forward in backward from the same bf16 copies: gradients are
+    /// bit-identical to keeping the activations, also with the head in row chunks.
+    @Test func checkpointingKeepsBF16GradientsBitIdentical() throws {
+        let saved = BF16GEMM.backend
+        defer { BF16GEMM.backend = saved }
+        BF16GEMM.backend = .emulated
+        let folder = modelFixtures() + "/llama-tiny"
+        let batch = try referenceBatch(try SafetensorsFile(path: folder + "/reference.safetensors"))
+        var results: [[Float]] = []
+        for mode in [ActivationCheckpointing.none, .layers] {
+            let model = try HFCheckpoint.load(folder: folder)
+            model.precision = .bf16
+            model.activationCheckpointing = mode
+            model.headChunkRows = 7
+            model.forward(ids: batch.ids, targets: batch.targets, B: batch.B, T: batch.T)
+            model.zeroGradients()
+            model.backward()
+            results.append(HFCheckpoint.hfGradients(of: model).flatMap { $0.1.scalars })
+        }
+        #expect(results[0] == results[1])
+    }
 }
