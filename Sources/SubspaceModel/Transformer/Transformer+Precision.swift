@@ -68,8 +68,8 @@ extension Transformer {
     /// At `release`: a block whose parameters were gathered apart from the flat buffer (ZeRO-3) drops its copy.
     func dropReleased(_ b: Int) {
         guard let low = lowPrecision, b < parameterBase.count else { return }
-        let flat = parameterStorage.pointer
-        let inFlat = parameterBase[b] >= flat && parameterBase[b] < flat + max(layout.totalCount, 1)
-        if !inFlat { low.drop(b) }
+        // Sharded parameters (no flat buffer, or a block outside it) are gathered per use.
+        guard let flat = allocatedParameters?.pointer, !parametersSharded,
+              parameterBase[b] >= flat && parameterBase[b] < flat + max(layout.totalCount, 1) else { low.drop(b); return }
     }
 }
