@@ -96,6 +96,48 @@ import SubspaceCore
         #expect(worst < 1e-5, "\(c.testDescription) lse: worst relative error \(worst)")
     }
 
+    /// The cached entry (keys and values held apart, rows at a position offset) gives the rows the
+    /// whole-sequence forward gives: a prompt split at `split`, then the rest in one call, small tiles.
+    @Test(arguments: [(4, 2, 1), (6, 3, 3)])
+    func cachedRowsMatchWholeSequence(H: Int, G: Int, workers: Int) {
+        let saved = Parallel.workers
+        Parallel.workers = workers
+        defer { Parallel.workers = saved }
+        var rng = RandomStream(seed: 21)
+        let (T, D, split, capacity) = (19, 8, 7, 24)
+        let whole = Attention(B: 1, T: T, H: H, G: G, D: D, queryTile: 4, keyTile: 5)
+        let S = whole.S
+        let qkv = randomArray(T * S, &rng)
+        let gates = (0..<H).map { _ in 1 + 0.5 * rng.nextNormal() }
+        var out = [Float](repeating: 0, count: T * H * D), lse = [Float](repeating: 0, count: H * T)
+        var scratch = [Float](repeating: 0, count: whole.scratchCount)
+        whole.forward(out: &out, lse: &lse, qkv: qkv, scratch: &scratch, gates: gates)
+        // The cache: [G, capacity, D] keys and values.
+        var keys = [Float](repeating: .nan, count: G * capacity * D), values = keys
+        for t in 0..<T {
+            for g in 0..<G {
+                for d in 0..<D {
+                    keys[(g * capacity + t) * D + d] = qkv[t * S + (H + g) * D + d]
+                    values[(g * capacity + t) * D + d] = qkv[t * S + (H + G + g) * D + d]
+                }
+            }
+        }
+        var cached = [Float](repeating: 0, count: T * H * D)
+        for (p0, rows) in [(0, split), (split, T - split)] {
+            let attention = Attention(B: 1, T: rows, H: H, G: G, D: D, queryTile: 4, keyTile: 5, keyLength: capacity)
+            var tiles = [Float](repeating: .nan, count: attention.scratchCount)
+            let rowsOut = qkv.withUnsafeBufferPointer { q in
+                var o = [Float](repeating: 0, count: rows * H * D)
+                attention.forward(out: &o, qkv: q.baseAddress! + p0 * S, keys: keys, values: values, headStride: capacity * D,
+                                  position: p0, scratch: &tiles, gates: gates)
+                return o
+            }
+            cached.replaceSubrange((p0 * H * D)..<((p0 + rows) * H * D), with: rowsOut)
+        }
+        let d = Self.distance(cached, out)
+        #expect(d.relative < 1e-5, "cached rows vs whole sequence: relative distance \(d.relative), \(d.worst)")
+    }
+
     /// A scratch that grows with the worker count: a model made with one worker then run with more.
     @Test func scratchFollowsWorkers() {
         let saved = Parallel.workers

@@ -10,8 +10,8 @@ final class KVCache {
     let capacity: Int
     private let keys: [TensorStorage]     // per layer [G, capacity, D]
     private let values: [TensorStorage]
-    /// Scores of the new rows against every cached position, [rows, capacity].
-    private var scores = TensorStorage(capacity: 1)
+    /// The tiled attention's per-worker tiles (no [rows, capacity] scores are held).
+    private var tiles = TensorStorage(capacity: 1)
 
     init(config c: ModelConfig, capacity: Int) {
         config = c
@@ -28,31 +28,16 @@ final class KVCache {
         let (H, G, D, S) = (c.headCount, c.keyValueHeadCount, c.headDimension, c.qkvWidth)
         let length = p0 + T
         precondition(length <= capacity, "position \(length) beyond the cache (\(capacity))")
-        if scores.capacity < T * length { scores = TensorStorage(capacity: T * capacity) }
-        let K = keys[l].pointer, V = values[l].pointer, scores = scores.pointer
+        let K = keys[l].pointer, V = values[l].pointer
         for t in 0..<T {
             for g in 0..<G {
                 (K + (g * capacity + p0 + t) * D).update(from: qkv + t * S + H * D + g * D, count: D)
                 (V + (g * capacity + p0 + t) * D).update(from: qkv + t * S + (H + G) * D + g * D, count: D)
             }
         }
-        let scale = 1 / Float(D).squareRoot()
-        for head in 0..<H {
-            let g = head / (H / G)
-            BLAS.gemm(.none, .transposed, m: T, n: length, k: D, alpha: scale, a: qkv + head * D, lda: S,
-                      b: K + g * capacity * D, ldb: D, beta: 0, c: scores, ldc: length)
-            for i in 0..<T {
-                let row = scores + i * length
-                let visible = p0 + i + 1
-                var top = -Float.infinity
-                for j in 0..<visible { top = max(top, row[j]) }
-                var sum: Float = 0
-                for j in 0..<visible { row[j] = expf(row[j] - top); sum += row[j] }
-                for j in 0..<visible { row[j] /= sum }
-                for j in visible..<length { row[j] = 0 }
-            }
-            BLAS.gemm(.none, .none, m: T, n: D, k: length, alpha: gates?[head] ?? 1, a: scores, lda: length,
-                      b: V + g * capacity * D, ldb: D, beta: 0, c: out + head * D, ldc: H * D)
-        }
+        let attention = Attention(B: 1, T: T, H: H, G: G, D: D, keyLength: capacity)
+        if tiles.capacity < attention.scratchCount { tiles = TensorStorage(capacity: attention.scratchCount) }
+        attention.forward(out: out, qkv: qkv, keys: K, values: V, headStride: capacity * D, position: p0,
+                          scratch: tiles.pointer, gates: gates)
     }
 }

@@ -32,12 +32,13 @@ public struct Attention: Sendable {
     /// per block row) and Bc the tile's footprint (2·64·256 floats = 128 KB per worker, within L2); the
     /// products stay large enough for sgemm's kernels. Measured against 32–128 × 64–512 at T = 256
     /// (D = 32) and T = 1024 (D = 64): the best or within noise of it at both.
-    public init(B: Int, T: Int, H: Int, G: Int, D: Int, queryTile: Int = 64, keyTile: Int = 256) {
+    /// `keyLength`: the most keys a row sees (default T; a KV cache's capacity for the cached forward).
+    public init(B: Int, T: Int, H: Int, G: Int, D: Int, queryTile: Int = 64, keyTile: Int = 256, keyLength: Int? = nil) {
         precondition(H % G == 0, "query heads \(H) not divisible by key/value heads \(G)")
         precondition(queryTile > 0 && keyTile > 0, "tiles must be positive")
         (self.B, self.T, self.H, self.G, self.D) = (B, T, H, G, D)
         self.queryTile = Swift.max(1, Swift.min(queryTile, T))
-        self.keyTile = Swift.max(1, Swift.min(keyTile, T))
+        self.keyTile = Swift.max(1, Swift.min(keyTile, keyLength ?? T))
         workers = Swift.max(1, Parallel.workers)
     }
 
@@ -51,51 +52,79 @@ public struct Attention: Sendable {
     ///   backward; qkv: [B·T, S]; scratch: `scratchCount` floats; gates: [H] or nil (all 1).
     public func forward(out: FloatPointer, lse: FloatPointer, qkv: ConstFloatPointer, scratch: FloatPointer,
                         gates: ConstFloatPointer? = nil) {
-        let (T, H, G, D, S, Br, Bc) = (T, H, G, D, S, queryTile, keyTile)
-        let group = H / G, ldo = H * D, scale = scale, perWorker = perWorker
+        let (T, H, G, D, S) = (T, H, G, D, S)
+        let group = H / G, perWorker = perWorker
         Parallel.chunks(B * H, chunks: workers) { worker, pairs in
-            let scores = scratch + worker * perWorker
-            let rowMax = scores + 2 * Br * Bc, rowSum = rowMax + Br
             for bh in pairs {
                 let b = bh / H, h = bh % H, g = h / group
                 let base = qkv + b * T * S
-                let q = base + h * D, k = base + H * D + g * D, v = base + (H + G) * D + g * D
-                let o = out + b * T * ldo + h * D
-                let gate = gates?[h] ?? 1
-                for r0 in stride(from: 0, to: T, by: Br) {
-                    let rows = Swift.min(Br, T - r0), r1 = r0 + rows
-                    // Key blocks up to the diagonal only: query r0 + i sees keys 0...r0 + i.
-                    for c0 in stride(from: 0, to: r1, by: Bc) {
-                        let cols = Swift.min(Bc, r1 - c0)
-                        BLAS.gemm(.none, .transposed, m: rows, n: cols, k: D, alpha: scale, a: q + r0 * S, lda: S,
-                                  b: k + c0 * S, ldb: S, beta: 0, c: scores, ldc: cols)
-                        for i in 0..<rows {
-                            let row = scores + i * cols
-                            let visible = Swift.min(cols, r0 + i + 1 - c0)
-                            guard visible > 0 else { row.update(repeating: 0, count: cols); continue }
-                            let previous = c0 == 0 ? -Float.infinity : rowMax[i]
-                            let m = Swift.max(previous, TileMath.max(row, visible))
-                            TileMath.expShifted(row, visible, by: m)
-                            (row + visible).update(repeating: 0, count: cols - visible)
-                            let sum = TileMath.sum(row, visible)
-                            if c0 == 0 {
-                                rowSum[i] = sum
-                            } else {
-                                // The row's earlier output was weighted by e^{−previous}: bring it to e^{−m}.
-                                let correction = FastMath.exp(previous - m)
-                                rowSum[i] = rowSum[i] * correction + sum
-                                if correction != 1 { TileMath.scale(o + (r0 + i) * ldo, D, by: correction) }
-                            }
-                            rowMax[i] = m
-                        }
-                        BLAS.gemm(.none, .none, m: rows, n: D, k: cols, a: scores, lda: cols, b: v + c0 * S, ldb: S,
-                                  beta: c0 == 0 ? 0 : 1, c: o + r0 * ldo, ldc: ldo)
+                forwardHead(out: out + b * T * H * D + h * D, ldo: H * D, lse: lse + bh * T,
+                            q: base + h * D, ldq: S, k: base + H * D + g * D, ldk: S, v: base + (H + G) * D + g * D, ldv: S,
+                            position: 0, gate: gates?[h] ?? 1, tile: scratch + worker * perWorker)
+            }
+        }
+    }
+
+    /// The T rows of one sequence at positions `position ..< position + T` against keys and values held
+    /// apart, a KV cache that already holds positions 0 ..< position + T: keys and values [G, ·, D] with
+    /// head g's rows from `keys + g·headStride` (row stride D). Row i sees positions 0 … position + i.
+    /// qkv: [T, S] (only its query columns are read); out: [T, H·D]. Make the value with B = 1 and
+    /// `keyLength` the cache's capacity so the key tiles are not clipped to T.
+    public func forward(out: FloatPointer, qkv: ConstFloatPointer, keys: ConstFloatPointer, values: ConstFloatPointer,
+                        headStride: Int, position p0: Int, scratch: FloatPointer, gates: ConstFloatPointer? = nil) {
+        precondition(B == 1, "cached attention runs one sequence")
+        let (H, G, D, S) = (H, G, D, S)
+        let group = H / G, perWorker = perWorker
+        Parallel.chunks(H, chunks: workers) { worker, heads in
+            for h in heads {
+                let g = h / group
+                forwardHead(out: out + h * D, ldo: H * D, lse: nil, q: qkv + h * D, ldq: S,
+                            k: keys + g * headStride, ldk: D, v: values + g * headStride, ldv: D,
+                            position: p0, gate: gates?[h] ?? 1, tile: scratch + worker * perWorker)
+            }
+        }
+    }
+
+    /// One head: T query rows (q [T, ldq]) at positions p0 ..< p0 + T against keys and values
+    /// 0 ..< p0 + T (k [·, ldk], v [·, ldv]); out [T, ldo] ← gate · softmax(q kᵀ/√D) v, lse [T] (or
+    /// nothing) the rows' logsumexp. `tile`: one worker's `perWorker` floats.
+    func forwardHead(out o: FloatPointer, ldo: Int, lse: FloatPointer?, q: ConstFloatPointer, ldq: Int,
+                     k: ConstFloatPointer, ldk: Int, v: ConstFloatPointer, ldv: Int, position p0: Int,
+                     gate: Float, tile: FloatPointer) {
+        let (T, D, Br, Bc, scale) = (T, D, queryTile, keyTile, scale)
+        let scores = tile, rowMax = tile + 2 * Br * Bc, rowSum = rowMax + Br
+        for r0 in stride(from: 0, to: T, by: Br) {
+            let rows = Swift.min(Br, T - r0), r1 = r0 + rows
+            // Key blocks up to the diagonal only: query r0 + i sees keys 0 ... p0 + r0 + i.
+            for c0 in stride(from: 0, to: p0 + r1, by: Bc) {
+                let cols = Swift.min(Bc, p0 + r1 - c0)
+                BLAS.gemm(.none, .transposed, m: rows, n: cols, k: D, alpha: scale, a: q + r0 * ldq, lda: ldq,
+                          b: k + c0 * ldk, ldb: ldk, beta: 0, c: scores, ldc: cols)
+                for i in 0..<rows {
+                    let row = scores + i * cols
+                    let visible = Swift.min(cols, p0 + r0 + i + 1 - c0)
+                    guard visible > 0 else { row.update(repeating: 0, count: cols); continue }
+                    let previous = c0 == 0 ? -Float.infinity : rowMax[i]
+                    let m = Swift.max(previous, TileMath.max(row, visible))
+                    TileMath.expShifted(row, visible, by: m)
+                    (row + visible).update(repeating: 0, count: cols - visible)
+                    let sum = TileMath.sum(row, visible)
+                    if c0 == 0 {
+                        rowSum[i] = sum
+                    } else {
+                        // The row's earlier output was weighted by e^{−previous}: bring it to e^{−m}.
+                        let correction = FastMath.exp(previous - m)
+                        rowSum[i] = rowSum[i] * correction + sum
+                        if correction != 1 { TileMath.scale(o + (r0 + i) * ldo, D, by: correction) }
                     }
-                    for i in 0..<rows {
-                        TileMath.scale(o + (r0 + i) * ldo, D, by: gate / rowSum[i])
-                        lse[bh * T + r0 + i] = rowMax[i] + Foundation.log(rowSum[i])
-                    }
+                    rowMax[i] = m
                 }
+                BLAS.gemm(.none, .none, m: rows, n: D, k: cols, a: scores, lda: cols, b: v + c0 * ldv, ldb: ldv,
+                          beta: c0 == 0 ? 0 : 1, c: o + r0 * ldo, ldc: ldo)
+            }
+            for i in 0..<rows {
+                TileMath.scale(o + (r0 + i) * ldo, D, by: gate / rowSum[i])
+                if let lse { lse[r0 + i] = rowMax[i] + Foundation.log(rowSum[i]) }
             }
         }
     }
