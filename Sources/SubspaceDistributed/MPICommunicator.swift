@@ -8,6 +8,10 @@ public enum MPICollectiveAlgorithm: String, Sendable, CaseIterable {
     /// An MPI-3 shared-memory window: every rank reduces its slice of every rank's data in place.
     /// Only for communicators whose ranks share one node.
     case sharedMemory = "shm"
+    /// For a communicator over several nodes with the same number of ranks on each: a reduce-scatter through
+    /// the node's shared-memory window, an `MPI_Allreduce` of each slice among the ranks holding it on the
+    /// other nodes, and an all-gather within the node. Only the slices cross the network, in parallel.
+    case hierarchical = "shm+mpi"
 }
 
 /// When an `MPICommunicator` reduces through a shared-memory window instead of MPI's collective.
@@ -52,6 +56,11 @@ public final class MPICommunicator: Communicator {
     struct State {
         var policy = SharedMemoryPolicy()
         var window: MPISharedWindow?
+        /// The node and cross-node communicators of `.hierarchical` (see `enableNodeHierarchy`).
+        var hierarchy: (node: MPICommunicator, cross: MPICommunicator)?
+        /// The hierarchical all-reduce's slice, reused between calls.
+        var scratch: UnsafeMutableRawPointer?
+        var scratchBytes = 0
     }
 
     /// Wraps `comm` (which this object then uses for its lifetime), sets `MPI_ERRORS_RETURN` on it and, if
@@ -113,9 +122,9 @@ public final class MPICommunicator: Communicator {
 
     /// The algorithm `allReduce` and `reduceScatter` use for a reduction of `byteCount` bytes.
     public func reductionAlgorithm(forBytes byteCount: Int) -> MPICollectiveAlgorithm {
-        let policy = sharedMemoryPolicy
-        return isSingleNode && size > 1 && policy.isEnabled && byteCount >= policy.minimumBytes
-            ? .sharedMemory : .mpi
+        let (policy, hierarchical) = state.withLock { ($0.policy, $0.hierarchy != nil) }
+        guard size > 1, policy.isEnabled, byteCount >= policy.minimumBytes else { return .mpi }
+        return isSingleNode ? .sharedMemory : hierarchical ? .hierarchical : .mpi
     }
 
     public func allReduceAlgorithm(forBytes byteCount: Int) -> String {
@@ -145,6 +154,8 @@ public final class MPICommunicator: Communicator {
             try sharedMemoryAllReduce(
                 UnsafeMutableRawPointer(base), count: buffer.count, kind: T.collectiveKind, op: op,
                 context: context)
+        case .hierarchical:
+            try hierarchicalAllReduce(buffer, op: op, context: context)
         case .mpi:
             var done = 0
             while done < buffer.count {
@@ -182,7 +193,10 @@ public final class MPICommunicator: Communicator {
             output.baseAddress!.update(from: source, count: total)
             return
         }
-        switch algorithm ?? reductionAlgorithm(forBytes: total * MemoryLayout<T>.stride) {
+        let automatic = reductionAlgorithm(forBytes: total * MemoryLayout<T>.stride)
+        switch algorithm ?? (automatic == .hierarchical ? .mpi : automatic) {
+        case .hierarchical:
+            throw context.invalid("the hierarchical algorithm is for all-reduce only")
         case .sharedMemory:
             try sharedMemoryReduceScatter(
                 UnsafeRawPointer(source), counts: counts, offsets: offsets,

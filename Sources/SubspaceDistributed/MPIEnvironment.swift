@@ -102,6 +102,9 @@ public final class MPIEnvironment: Sendable {
             try MPIRuntime.createWrappingByteSum(context)
             let world = try MPICommunicator(adopting: subspace_mpi_comm_world(), singleNode: nil)
             let node = try world.splitByNode()
+            // Several nodes with equal ranks on each: large all-reduces go through each node's shared memory
+            // and only slices cross the network (MPICollectiveAlgorithm.hierarchical).
+            try world.enableNodeHierarchy()
             var name = [CChar](repeating: 0, count: Int(subspace_mpi_max_processor_name) + 1)
             var length: Int32 = 0
             try MPIRuntime.check(MPI_Get_processor_name(&name, &length), "MPI_Get_processor_name", context)

@@ -24,6 +24,14 @@ struct BenchAllReduce: ParsableCommand {
     var chunk: String?
     @Option(help: "Smallest buffer that takes the shared-memory path (default: the communicator's policy), K/M suffixes.")
     var shmMinBytes: String?
+    @Flag(help: "Fit the α–β model of a ring all-reduce (latency α, seconds per byte β) to the times of all sizes and print it.")
+    var fit = false
+    @Option(help: "With --fit: predict the all-reduce of this many gradient bytes per training step (K/M/G suffixes) as nodes are added.")
+    var gradientBytes: String?
+    @Option(help: "With --gradient-bytes: node counts to predict for, comma-separated.")
+    var predictNodes: String = "1,2,3,4,8,16,32"
+    @Option(help: "With --gradient-bytes: a step's time without communication in ms (e.g. from `bench train`), added to predict step times.")
+    var computeMs: Double?
 
     func validate() throws {
         guard let parsed = Self.parseBytes(sizes), !parsed.isEmpty,
@@ -46,6 +54,18 @@ struct BenchAllReduce: ParsableCommand {
         if let shmMinBytes, Self.parseBytes(shmMinBytes)?.count != 1 {
             throw ValidationError("--shm-min-bytes must be one byte count; got '\(shmMinBytes)'")
         }
+        if fit, Set(parsed).count < 2 { throw ValidationError("--fit needs at least two sizes in --sizes") }
+        if let gradientBytes {
+            guard fit else { throw ValidationError("--gradient-bytes needs --fit") }
+            guard Self.parseBytes(gradientBytes)?.count == 1 else {
+                throw ValidationError("--gradient-bytes must be one byte count (e.g. 12M); got '\(gradientBytes)'")
+            }
+        }
+        guard let nodes = Self.parseNodes(predictNodes), !nodes.isEmpty else {
+            throw ValidationError("--predict-nodes must be positive whole numbers, comma-separated; got '\(predictNodes)'")
+        }
+        _ = nodes
+        if let computeMs, !(computeMs >= 0) { throw ValidationError("--compute-ms must be ≥ 0") }
     }
 
     /// Parses "1M,16M,512" into bytes; nil if any entry is malformed.
@@ -64,6 +84,11 @@ struct BenchAllReduce: ParsableCommand {
         return values.contains(nil) ? nil : values.compactMap { $0 }
     }
 
+    static func parseNodes(_ text: String) -> [Int]? {
+        let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return values.allSatisfy({ ($0 ?? 0) >= 1 }) ? values.compactMap { $0 } : nil
+    }
+
     func run() throws {
         // The level the commands run at (MULTIPLE unless SUBSPACE_MPI_THREAD_LEVEL says otherwise), so its cost shows.
         let environment = try MPIEnvironment.initialize(threadLevel: RankedJob.threadLevel)
@@ -79,6 +104,7 @@ struct BenchAllReduce: ParsableCommand {
     }
 
     private func measure(_ world: MPICommunicator) throws {
+        let node = MPIEnvironment.current?.node
         if let chunk {
             world.sharedMemoryPolicy.chunkBytes = Self.parseBytes(chunk)![0]
         }
@@ -91,6 +117,7 @@ struct BenchAllReduce: ParsableCommand {
             print("# ranks=\(n) single_node=\(world.isSingleNode) policy=\(world.sharedMemoryPolicy)")
         }
         var last = ""
+        var samples: [(bytes: Int, seconds: Double)] = []
         for bytes in Self.parseBytes(sizes)!.sorted() {
             let count = bytes / MemoryLayout<Float>.stride
             let algorithm = world.reductionAlgorithm(forBytes: bytes)
@@ -119,6 +146,7 @@ struct BenchAllReduce: ParsableCommand {
             let time = try world.allReduce(Self.median(times[0]), op: .max)
             let mpiTime = try world.allReduce(Self.median(times[1]), op: .max)
             let difference = try agreement(world, source: source, algorithm: algorithm)
+            samples.append((bytes, time))
             let busbw = Double(bytes) / time * busFactor * 1e-9
             let mpiBusbw = Double(bytes) / mpiTime * busFactor * 1e-9
             last = [
@@ -129,7 +157,41 @@ struct BenchAllReduce: ParsableCommand {
             ].joined(separator: " ")
             if world.rank == 0 { print(last) }
         }
+        if fit, world.rank == 0 {
+            let ranksPerNode = node?.size ?? 1
+            last += report(samples: samples, ranks: n, ranksPerNode: ranksPerNode)
+        }
         if world.rank == 0 { print(last) }
+    }
+
+    /// Prints the α–β fit (and, with --gradient-bytes, the predicted all-reduce and step times as nodes
+    /// are added, at this run's ranks per node); returns its `key=value` figures for the last line.
+    private func report(samples: [(bytes: Int, seconds: Double)], ranks: Int, ranksPerNode: Int) -> String {
+        let nodes = ranks / max(1, ranksPerNode)
+        let layout = "\(ranks) ranks = \(nodes) node\(nodes == 1 ? "" : "s") × \(ranksPerNode)"
+        guard let fitted = AllReduceCostModel.fit(samples, ranks: ranks) else {
+            print("# α–β fit: not possible with \(layout) and \(samples.count) sizes")
+            return ""
+        }
+        let model = fitted.model
+        print("# α–β fit of the ring all-reduce t = 2(p−1)α + 2(p−1)/p·n·β over \(layout) (p = \(ranks), sizes "
+              + samples.map { MemoryEstimate.bytes(Double($0.bytes)) }.joined(separator: ", ") + "): \(model); "
+              + String(format: "rms relative error %.1f%%", fitted.relativeError * 100)
+              + (fitted.pinned ? " (a negative coefficient was pinned to 0)" : ""))
+        var figures = String(format: " alpha_us=%.4g beta_ns_per_byte=%.4g fit_rms_rel_err=%.3g",
+                             model.alpha * 1e6, model.beta * 1e9, fitted.relativeError)
+        guard let gradientBytes, let bytes = Self.parseBytes(gradientBytes)?.first else { return figures }
+        print("# predicted all-reduce of \(MemoryEstimate.bytes(Double(bytes))) of gradients per step, \(ranksPerNode) rank"
+              + "\(ranksPerNode == 1 ? "" : "s") per node, every rank a step of the ring"
+              + (computeMs.map { String(format: ", plus %.4g ms of compute", $0) } ?? "") + ":")
+        print("#   nodes  ranks  allreduce_ms" + (computeMs == nil ? "" : "  step_ms"))
+        for count in Self.parseNodes(predictNodes)! {
+            let p = count * ranksPerNode
+            let ms = model.seconds(bytes: Double(bytes), ranks: p) * 1e3
+            print(String(format: "#   %5ld  %5ld  %12.4g", count, p, ms) + (computeMs.map { String(format: "  %7.4g", $0 + ms) } ?? ""))
+            if count == nodes { figures += String(format: " predicted_allreduce_ms=%.4g", ms) }
+        }
+        return figures
     }
 
     /// Reduces `source` with the chosen algorithm and with MPI_Allreduce and returns the largest
