@@ -122,6 +122,13 @@ import SubspaceModel
             return (try e.fullParameters(), m, v)
         }[0]
         let checkpoint = CheckpointStore(folder: folder).completed().last!.path
+        // Read in pieces from the rank files, as delta-svd reads a teacher: any range, the checkpoint's values.
+        let weights = try CheckpointWeights(checkpoint: checkpoint)
+        for r in [0..<written.0.count, 3..<77, (written.0.count / 2 - 5)..<(written.0.count / 2 + 9)] {
+            var piece = [Float](repeating: .nan, count: r.count)
+            try piece.withUnsafeMutableBufferPointer { try weights.read(r, into: $0.baseAddress!) }
+            #expect(piece == Array(written.0[r]), "CheckpointWeights range \(r)")
+        }
         for (ranks, stage, files) in [(2, 3, 1), (3, 3, 2), (1, 0, 2), (2, 0, 1), (2, 1, 1), (3, 2, 2)] {
             let loaded = try LocalCluster.run(size: ranks) { comm -> ([Float], [Float], [Float], Int) in
                 let e = engine(comm, stage: stage)

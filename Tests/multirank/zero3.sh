@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ZeRO-3 that shards for real (issue 12): sharded loading and saving round-trip an HF folder exactly at
 # np = 1, 2, 3 (f32 single file, and bf16 in three shards with an index); ZeRO-3 at np=2 follows ZeRO-0
-# at np=1 (losses, final weights). Tiny models, a few steps: well under a minute.
+# at np=1 (losses, final weights); delta-svd from checkpoint shards equals delta-svd from the HF folders.
+# Tiny models, a few steps: about a minute.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_corpus
@@ -35,4 +36,13 @@ train 2 "$WORK/z3" --set training.steps=4 --set training.zero_stage=3 --set mode
     || { fail "np=2 ZeRO-3 run"; tail -5 "$WORK/z3.log"; }
 expect "np=2 ZeRO-3 losses equal np=1 ZeRO-0 (1e-5)" $CHECK same_losses "$WORK/z3" "$WORK/z0" 1e-5
 expect "np=2 ZeRO-3 final weights equal np=1 ZeRO-0 (1e-5)" $CHECK same_folder "$WORK/z3/final" "$WORK/z0/final" 1e-5
+
+# ΔW from shards: delta-svd reads the np=2 ZeRO-3 teacher's checkpoint files (run folder → newest checkpoint,
+# or the step folder; the base as a checkpoint too) and gives the numbers of its HF folder.
+dsvd() { local out="$1"; shift; local_mpirun 2 "$SUBSPACE" delta-svd --rank 4 --output "$WORK/$out" "$@" > "$WORK/$out.log" 2>&1 || { fail "delta-svd $out"; tail -5 "$WORK/$out.log"; }; }
+dsvd dsvd-hf --base "$WORK/base/final" --tuned "$WORK/z3/final"
+dsvd dsvd-run --base "$WORK/base/final" --tuned "$WORK/z3"
+dsvd dsvd-ckpt --base "$WORK/base/checkpoints/step-00000002" --tuned "$WORK/z3/checkpoints/step-00000004"
+expect "delta-svd from the ZeRO-3 run folder equals from its HF folder" $CHECK same_analysis "$WORK/dsvd-run" "$WORK/dsvd-hf" 1e-6
+expect "delta-svd from two checkpoint folders equals from the HF folders" $CHECK same_analysis "$WORK/dsvd-ckpt" "$WORK/dsvd-hf" 1e-6
 finish

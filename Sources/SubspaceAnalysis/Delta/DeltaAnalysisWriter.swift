@@ -197,13 +197,16 @@ func f1(_ x: Double?) -> String { x.map { String(format: "%.1f", $0) } ?? "—" 
 func e3(_ x: Double?) -> String { x.map { String(format: "%.3g", $0) } ?? "—" }
 
 extension DeltaAnalyzer {
-    /// The whole job for two HF model folders: every rank calls it; rank 0 writes the outputs into
-    /// `output` and returns their paths with the outcome, the others return nil.
+    /// The whole job for two models on disk, each an HF model folder or a Subspace checkpoint (or run)
+    /// folder: every rank calls it; rank 0 writes the outputs into `output` and returns their paths with
+    /// the outcome, the others return nil.
     public static func analyzeFolders(
         base: String, tuned: String, output: String, options: DeltaAnalysisOptions,
         communicator: any Communicator, onEvent: (DeltaAnalysisEvent) -> Void = { _ in }
     ) throws -> (outcome: DeltaAnalysisOutcome, files: DeltaAnalysisFiles)? {
-        let source = try HFFolderDeltaSource(base: base, tuned: tuned)
+        let source: any DeltaSource = WeightsDeltaSource.isHFFolder(base) && WeightsDeltaSource.isHFFolder(tuned)
+            ? try HFFolderDeltaSource(base: base, tuned: tuned)
+            : try WeightsDeltaSource(base: try WeightsDeltaSource.reader(base), tuned: try WeightsDeltaSource.reader(tuned))
         // The output folder is made before the SVDs, so an unusable one fails at once, not after them all.
         if communicator.rank == 0 {
             var isFolder: ObjCBool = false

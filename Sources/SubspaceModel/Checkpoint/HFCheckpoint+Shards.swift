@@ -1,6 +1,27 @@
 import Foundation
 import SubspaceCore
 
+/// A model's weights on disk, readable in pieces of the flat Subspace layout: an HF folder
+/// (`HFModelReader`) or a Subspace training checkpoint (`CheckpointWeights` in SubspaceTraining).
+public protocol ModelWeightReader: AnyObject {
+    var config: ModelConfig { get }
+    var layout: ParameterLayout { get }
+    /// What it is (a folder path), for messages and outputs.
+    var description: String { get }
+    /// Copies elements `range` (global offsets of the flat layout; padding reads as 0) into `destination`.
+    func read(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) throws
+}
+
+extension ModelWeightReader {
+    /// One tensor, [out, in] for a weight (Subspace layout).
+    public func tensor(_ role: TensorRole) throws -> Tensor {
+        let e = layout[role]
+        var values = [Float](repeating: 0, count: e.count)
+        try values.withUnsafeMutableBufferPointer { try read(e.range, into: $0.baseAddress!) }
+        return Tensor(shape: e.shape, values: values)
+    }
+}
+
 /// An HF model folder (single or sharded safetensors; f32, f16 or bf16) opened for reading in pieces.
 ///
 /// Opening memory-maps the files and checks every name and shape against `config.json` (as
@@ -8,7 +29,7 @@ import SubspaceCore
 /// flat Subspace layout — e.g. one ZeRO-3 rank's part of one block — straight from the mapped files,
 /// splitting fused HF tensors (GPT-2's c_attn) and transposing Conv1D weights element by element, so a
 /// rank never holds more than what it asked for.
-public final class HFModelReader: @unchecked Sendable {
+public final class HFModelReader: ModelWeightReader, @unchecked Sendable {
     public let folder: String
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -59,6 +80,8 @@ public final class HFModelReader: @unchecked Sendable {
         self.files = files
         sources = layout.entries.map { byRole[$0.role]! }
     }
+
+    public var description: String { folder }
 
     /// Copies elements `range` (global offsets of the flat layout; padding reads as 0) into `destination`.
     public func read(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) throws {

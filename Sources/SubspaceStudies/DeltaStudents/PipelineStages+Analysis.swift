@@ -24,8 +24,10 @@ extension PipelineStages {
         let saved = BLAS.threadCount
         BLAS.threadCount = Parallel.workers
         defer { BLAS.threadCount = saved }
+        // The teacher's ΔW straight from its newest checkpoint's per-rank files (a ZeRO-3 teacher is never
+        // gathered); its final HF folder holds the same weights.
         let result = try DeltaAnalyzer.analyzeFolders(base: (base.folder as NSString).appendingPathComponent("final"),
-                                                      tuned: (teacher.folder as NSString).appendingPathComponent("final"),
+                                                      tuned: teacher.folder,
                                                       output: folder, options: options, communicator: world)
         if let (outcome, _) = result {
             log("analysis: \(outcome.analysis.layers.count) modules\n" + DeltaAnalysisWriter.kindTable(outcome.analysis).markdown)

@@ -11,8 +11,10 @@ struct DeltaSVD: ParsableCommand {
         commandName: "delta-svd",
         abstract: "SVD of the fine-tuning update ΔW of every LoRA-targetable module; run under mpirun to split the modules over ranks.")
 
-    @Option(help: "The base model: an HF model folder.") var base: String
-    @Option(help: "The fine-tuned model: an HF model folder of the same architecture.") var tuned: String
+    @Option(help: "The base model: an HF model folder, or a Subspace checkpoint (…/checkpoints/step-N) or run folder (its newest checkpoint).")
+    var base: String
+    @Option(help: "The fine-tuned model, of the same architecture: an HF model folder, or a Subspace checkpoint or run folder (read in pieces from the per-rank files).")
+    var tuned: String
     @Option(help: "Rank R of the 'at rank' figures and of the factors.") var rank: Int
     @Option(help: "Output folder.") var output: String
     @Option(help: "full (every singular value, LAPACK sgesdd) or randomized (the leading R + p values).")
