@@ -118,6 +118,16 @@ public final class LoRAAdapters: @unchecked Sendable {
     /// out[:, rowOffset ..< rowOffset + outFeatures] += scale · dropout(inp)·Aᵀ·Bᵀ for the adapters on
     /// `group` of `layer`: the LoRA half of a layer's `LinearOp`, run right after the base product.
     func forward(layer: Int, group: LinearGroup, out: FloatPointer, ldOut: Int, inp: ConstFloatPointer, ldIn: Int, N: Int) {
+        forward(layer: layer, group: group, out: Optional(out), ldOut: ldOut, inp: inp, ldIn: ldIn, N: N)
+    }
+
+    /// What backward reads (the dropped-out input and dropout(inp)·Aᵀ) without the output: a checkpoint
+    /// recomputation of a product whose output is not needed again.
+    func keepForBackward(layer: Int, group: LinearGroup, inp: ConstFloatPointer, ldIn: Int, N: Int) {
+        forward(layer: layer, group: group, out: nil, ldOut: 0, inp: inp, ldIn: ldIn, N: N)
+    }
+
+    private func forward(layer: Int, group: LinearGroup, out: FloatPointer?, ldOut: Int, inp: ConstFloatPointer, ldIn: Int, N: Int) {
         guard let indices = byGroup[Key(layer: layer, group: group)] else { return }
         prepare(rows: N)
         let r = config.rank
@@ -142,6 +152,7 @@ public final class LoRAAdapters: @unchecked Sendable {
             }
             ParallelGEMM.gemm(.none, .transposed, m: N, n: r, k: width, a: x, lda: ldx, b: storage.pointer + a.aOffset,
                               ldb: width, beta: 0, c: xa[i].pointer, ldc: r)
+            guard let out else { continue }
             ParallelGEMM.gemm(.none, .transposed, m: N, n: m.outFeatures, k: r, alpha: config.scale, a: xa[i].pointer, lda: r,
                               b: storage.pointer + a.bOffset, ldb: r, beta: 1, c: out + m.rowOffset, ldc: ldOut)
         }

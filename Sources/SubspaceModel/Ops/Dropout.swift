@@ -7,14 +7,21 @@ public enum Dropout {
     /// mask[n, i] = 0 with probability `probability`, else 1/(1 − probability); x ⊙= mask.
     /// - x, mask: [N, C]
     public static func forward(x: FloatPointer, mask: FloatPointer, stream: RandomStream, probability: Float, N: Int, C: Int) {
+        draw(mask: mask, stream: stream, probability: probability, N: N, C: C, applyingTo: x)
+    }
+
+    /// The mask alone (what a recomputation that needs only the mask draws), or applied to `x` too.
+    public static func draw(mask: FloatPointer, stream: RandomStream, probability: Float, N: Int, C: Int,
+                            applyingTo x: FloatPointer? = nil) {
         let keep = 1 - probability, scale = 1 / keep
         Parallel.rows(N, minimumPerChunk: 16) { rows in
             for n in rows {
                 var rng = stream.split(UInt64(n))
-                let m = mask + n * C, v = x + n * C
-                for i in 0..<C {
-                    m[i] = rng.nextUniform() < keep ? scale : 0
-                    v[i] *= m[i]
+                let m = mask + n * C
+                for i in 0..<C { m[i] = rng.nextUniform() < keep ? scale : 0 }
+                if let x {
+                    let v = x + n * C
+                    for i in 0..<C { v[i] *= m[i] }
                 }
             }
         }

@@ -45,11 +45,10 @@ extension Transformer {
             acquire(l + 1, .backward)
             defer { release(l + 1, .backward) }
             if a.checkpointing == .layers {
-                // The same forward, from the kept input, with the same dropout masks; it rewrites the
-                // (kept) output with the same values.
+                // The same forward, from the kept input, with the same dropout masks, up to what backward reads.
                 layers[l].forward(self, x: a.residual[l].pointer, next: a.residual[l + 1].pointer, s: a.layer(l),
                                   attention: .causal(attention, scratch: a.attentionScratch(count: attention.scratchCount)),
-                                  B: B, T: T, dropout: recomputeDropout)
+                                  B: B, T: T, dropout: recomputeDropout, recompute: true)
             }
             layers[l].backward(self, x: a.residual[l].pointer, s: a.layer(l), a: a, dResidual: dResidual,
                                attention: attention, dropped: dropped, dGates: dGates)

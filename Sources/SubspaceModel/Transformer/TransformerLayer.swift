@@ -72,9 +72,13 @@ struct TransformerLayer: Sendable {
 
     /// next = layer(x), keeping in `s` what backward needs. `next` may be `x` (generation updates the
     /// residual stream in place). With `observe`, the model's linear-input observer sees each group's input.
+    /// `recompute` (checkpointing, in backward) refills `s` only: the layer's output is kept already, so
+    /// the down projection's product and the last residual add are skipped (the MLP mask and the down
+    /// adapters' state are still made).
     /// - x, next: [B·T, C]
     func forward(_ m: Transformer, x: ConstFloatPointer, next: FloatPointer, s: LayerActivations,
-                 attention: LayerAttention, B: Int, T: Int, dropout: LayerDropout? = nil, observe: Bool = false) {
+                 attention: LayerAttention, B: Int, T: Int, dropout: LayerDropout? = nil, observe: Bool = false,
+                 recompute: Bool = false) {
         let c = m.config, l = index
         let (N, C, I) = (B * T, c.hiddenSize, c.intermediateSize)
         let positionOffset: Int
@@ -118,6 +122,13 @@ struct TransformerLayer: Sendable {
             } else {
                 GELU.forward(out: s.mlpAct.pointer, inp: s.mlpPre.pointer, count: N * I)
             }
+        }
+        if recompute {
+            if let dropout {
+                Dropout.draw(mask: s.mlpMask!.pointer, stream: dropout.mlp(l), probability: dropout.probability, N: N, C: C)
+            }
+            m.adapters?.keepForBackward(layer: l, group: .down, inp: s.mlpAct.pointer, ldIn: I, N: N)
+            return
         }
         m.timed(.residual) { next.update(from: mid, count: N * C) }
         down.forward(m, out: dropout?.branch ?? next, inp: s.mlpAct.pointer, B: B, T: T, accumulate: dropout == nil, observe: observe)
