@@ -423,8 +423,10 @@ struct TokenizerTests {
 
     // MARK: Throughput (printed, not asserted)
 
-    /// MB/s on the play repeated to `SUBSPACE_TOKENIZER_BENCH_MB` (default 4) megabytes. Meaningful only in
-    /// a release build.
+    /// MB/s on the play repeated to `SUBSPACE_TOKENIZER_BENCH_MB` (default 4) megabytes; with the variable set, also
+    /// for the GPT-2 fixture and the Qwen2, Llama-3 and Llama-2 shapes: wall-clock and per second of the encoding thread's own CPU
+    /// time (which a loaded machine does not inflate). Meaningful only in a release build:
+    /// `SUBSPACE_TOKENIZER_BENCH_MB=20 swift test -c release --filter throughput`.
     @Test func throughput() throws {
         let megabytes = Int(ProcessInfo.processInfo.environment["SUBSPACE_TOKENIZER_BENCH_MB"] ?? "") ?? 4
         let play = try fixtureText("long_text.txt")
@@ -440,5 +442,22 @@ struct TokenizerTests {
         let (parallel, parallelIDs) = rate { fixtureTokenizer.encode(text, threads: threads) }
         #expect(serialIDs == parallelIDs)
         print(String(format: "BPE encode: %.1f MB: %.1f MB/s on one thread, %.1f MB/s on %d", size, serial, parallel, threads))
+        func threadSeconds() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+        }
+        // The families only when asked (SUBSPACE_TOKENIZER_BENCH_MB set): the Llama-2 shape is slow in a debug build.
+        let families = ProcessInfo.processInfo.environment["SUBSPACE_TOKENIZER_BENCH_MB"] == nil ? [] : ["gpt2-fixture", "qwen2", "llama3", "llama2"]
+        for family in families {
+            let tokenizer = family == "gpt2-fixture" ? fixtureTokenizer
+                : try BPETokenizer(contentsOfFile: TokenizerResources.path(family, "tokenizer.json"))
+            let wall = DispatchTime.now().uptimeNanoseconds, cpu = threadSeconds()
+            let ids = tokenizer.encode(text, addingSpecialTokens: false)
+            let cpuSeconds = threadSeconds() - cpu, wallSeconds = Double(DispatchTime.now().uptimeNanoseconds - wall) * 1e-9
+            #expect(!ids.isEmpty)
+            print("BPE encode, one thread, \(family): " + String(format: "%.1f MB in %.2f s wall (%.1f MB/s), %.2f s CPU (%.1f MB per CPU second)",
+                                                                   size, wallSeconds, size / wallSeconds, cpuSeconds, size / cpuSeconds))
+        }
     }
 }

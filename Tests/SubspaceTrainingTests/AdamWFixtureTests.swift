@@ -57,12 +57,16 @@ import SubspaceModel
         for (hf, t) in HFCheckpoint.hfTensors(of: model) {
             let expected = try reference.tensor("after3." + hf).scalars
             let firstGradient = try reference.tensor("grad." + hf).scalars
-            let conditioned = firstGradient.indices.filter { abs(firstGradient[$0]) >= 1e-6 || firstGradient[$0] == 0 }
+            // GPT-2's k bias (the middle third of c_attn.bias) has a gradient of zero in theory: in both PyTorch and
+            // here it is float noise, exactly 0 in places only by chance (PyTorch: 2 of 48), so it is held to the bound.
+            let kBias = hf.hasSuffix("attn.c_attn.bias") ? (firstGradient.count / 3)..<(2 * firstGradient.count / 3) : 0..<0
+            let illConditioned = { (i: Int) in kBias.contains(i) || (abs(firstGradient[i]) < 1e-6 && firstGradient[i] != 0) }
+            let conditioned = firstGradient.indices.filter { !illConditioned($0) }
             close(conditioned.map { t.scalars[$0] }, conditioned.map { expected[$0] }, rtol: 1e-4, atol: 1e-6, "\(name) after3 \(hf)")
             let before = try SafetensorsFile(path: folder + "/model.safetensors")
             if before.contains(hf) {
                 let initial = try before.tensor(hf).scalars
-                for i in firstGradient.indices where abs(firstGradient[i]) < 1e-6 && firstGradient[i] != 0 {
+                for i in firstGradient.indices where illConditioned(i) {
                     #expect(abs(t.scalars[i] - initial[i]) <= 3e-3 * 1.001 + abs(initial[i]) * 3e-4, "\(name) \(hf)[\(i)] moved too far")
                 }
             }
