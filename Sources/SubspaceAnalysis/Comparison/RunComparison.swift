@@ -172,9 +172,19 @@ public enum RunComparison {
                 return da == db
             }
         }
+        /// A training run's checkpoint (…/checkpoints/step-N) or run folder stands for that run's final model: delta-svd
+        /// reads a teacher's ΔW straight from its checkpoint shards, which hold the weights final/ was exported from.
+        func sameRun(_ checkpoint: String, _ final: String) -> Bool {
+            var run = resolved(checkpoint)
+            if (run as NSString).lastPathComponent.hasPrefix("step-"),
+               ((run as NSString).deletingLastPathComponent as NSString).lastPathComponent == "checkpoints" {
+                run = ((run as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+            }
+            return resolved((run as NSString).appendingPathComponent("final")) == resolved(final)
+        }
         var wrong: [String] = []
         if !same(analysis.base, base) { wrong.append("base \(analysis.base) (this comparison's --base is \(base))") }
-        if !same(analysis.tuned, tuned) { wrong.append("tuned \(analysis.tuned) (this comparison's teacher model is \(tuned))") }
+        if !same(analysis.tuned, tuned) && !sameRun(analysis.tuned, tuned) { wrong.append("tuned \(analysis.tuned) (this comparison's teacher model is \(tuned))") }
         guard wrong.isEmpty else {
             throw AnalysisError(file: folder, "--analysis is the delta-svd of other models: " + wrong.joined(separator: " and ")
                                 + "; run delta-svd --base \(base) --tuned \(tuned), or leave --analysis out")

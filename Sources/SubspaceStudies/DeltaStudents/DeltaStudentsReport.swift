@@ -151,9 +151,13 @@ enum DeltaStudentsReport {
         for (k, v) in verdicts.sorted(by: { $0.key < $1.key }) {
             verdictTable.add([k, String(format: "%+.4f", v.difference), String(format: "%.2f", v.t), v.verdict.rawValue])
         }
-        var sweepTable = MarkdownTable(["method", "learning rates tried (mean final val loss)", "chosen", "note"])
+        // A point's mean is over the seeds run at that rate: the sweep seed everywhere, every seed at the chosen rate
+        // (chosen on the sweep seed), so the counts are shown — a 1-seed mean beside a 3-seed one is not a like comparison.
+        var sweepTable = MarkdownTable(["method", "learning rates tried (mean final val loss, seeds)", "chosen", "note"])
         for sw in sweeps {
-            let tried = sw.points.map { String(format: "%.3g (%@)", $0.learningRate, $0.score.map { String(format: "%.3f", $0.mean) } ?? "–") }
+            let tried = sw.points.map { p in
+                String(format: "%.3g ", p.learningRate) + (p.score.map { String(format: "(%.3f, n=%d)", $0.mean, $0.values.count) } ?? "(–)")
+            }
             sweepTable.add([sw.method, tried.joined(separator: ", "), String(format: "%.3g", sw.bestLearningRate), sw.note])
         }
         var rankTable = MarkdownTable(["LoRA rank r", "ΔW energy at r"] + o.studentSweeps.map { "\($0.method) final val" })
