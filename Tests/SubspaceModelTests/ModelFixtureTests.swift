@@ -15,23 +15,7 @@ import SubspaceCore
         let folder = modelFixtures() + "/" + name
         let model = try HFCheckpoint.load(folder: folder)
         let reference = try SafetensorsFile(path: folder + "/reference.safetensors")
-        let batch = try referenceBatch(reference)
-        let loss = try #require(model.forward(ids: batch.ids, targets: batch.targets, B: batch.B, T: batch.T))
-        let expectedLogits = try reference.tensor("logits")
-        #expect(model.logits.shape == expectedLogits.shape)
-        expectAllClose(model.logits.scalars, expectedLogits.scalars, rtol: 1e-5, atol: 1e-5, "\(name) logits")
-        expectAllClose([loss], try reference.tensor("loss").scalars, rtol: 1e-5, atol: 0, "\(name) loss")
-
-        model.zeroGradients()
-        model.backward()
-        let grads = HFCheckpoint.hfGradients(of: model)
-        #expect(grads.count == reference.names.filter { $0.hasPrefix("grad.") }.count)
-        for (hfName, g) in grads {
-            let expected = try reference.tensor("grad." + hfName)
-            #expect(g.shape == expected.shape, "\(hfName)")
-            let scale = expected.scalars.map(abs).max() ?? 0
-            expectAllClose(g.scalars, expected.scalars, rtol: 1e-4, atol: 1e-4 * scale, "\(name) grad \(hfName)")
-        }
+        try expectModelMatchesReference(model, batch: try referenceBatch(reference), reference: reference, name)
     }
 
     @Test func loraLogitsAndGradientsMatchPEFT() throws {

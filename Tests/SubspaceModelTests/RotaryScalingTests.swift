@@ -56,18 +56,7 @@ import SubspaceCore
         #expect(model.config.ropeScaling != nil, "\(kind): scaling read from rope_parameters")
         let reference = try SafetensorsFile(path: resources.appendingPathComponent("\(kind).reference.safetensors").path)
         let batch = try referenceBatch(SafetensorsFile(path: modelFixtures() + "/llama-tiny/reference.safetensors"))
-        let loss = try #require(model.forward(ids: batch.ids, targets: batch.targets, B: batch.B, T: batch.T))
-        expectAllClose(model.logits.scalars, try reference.tensor("logits").scalars, rtol: 1e-5, atol: 1e-5, "\(kind) logits")
-        expectAllClose([loss], try reference.tensor("loss").scalars, rtol: 1e-5, atol: 0, "\(kind) loss")
-        model.zeroGradients()
-        model.backward()
-        let grads = HFCheckpoint.hfGradients(of: model)
-        #expect(grads.count == reference.names.filter { $0.hasPrefix("grad.") }.count)
-        for (hfName, g) in grads {
-            let expected = try reference.tensor("grad." + hfName)
-            let scale = expected.scalars.map(abs).max() ?? 0
-            expectAllClose(g.scalars, expected.scalars, rtol: 1e-4, atol: 1e-4 * scale, "\(kind) grad \(hfName)")
-        }
+        try expectModelMatchesReference(model, batch: batch, reference: reference, kind)
     }
 
     @Test func unsupportedKindsAreRefusedNamingTheKey() throws {
