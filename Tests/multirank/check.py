@@ -14,18 +14,21 @@ def losses(run):
     return out
 
 
-def tensors(path):
+def safetensors(path):
+    """Every tensor of one safetensors file: name → (dtype, shape, raw little-endian bytes)."""
     with open(path, "rb") as f:
         data = f.read()
     n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
     out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = e["data_offsets"]
-        out[name] = data[8 + n + a:8 + n + b]
+    for name, e in json.loads(data[8:8 + n]).items():
+        if name != "__metadata__":
+            a, b = e["data_offsets"]
+            out[name] = (e["dtype"], e["shape"], data[8 + n + a:8 + n + b])
     return out
+
+
+def tensors(path):
+    return {name: blob for name, (_, _, blob) in safetensors(path).items()}
 
 
 def folder_tensors(folder):
@@ -35,13 +38,7 @@ def folder_tensors(folder):
     files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
     out = {}
     for name in files:
-        with open(f"{folder}/{name}", "rb") as f:
-            data = f.read()
-        n = struct.unpack("<Q", data[:8])[0]
-        for key, e in json.loads(data[8:8 + n]).items():
-            if key != "__metadata__":
-                a, b = e["data_offsets"]
-                out[key] = (e["dtype"], data[8 + n + a:8 + n + b])
+        out.update({key: (dtype, blob) for key, (dtype, _, blob) in safetensors(f"{folder}/{name}").items()})
     return out
 
 

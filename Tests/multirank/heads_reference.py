@@ -16,24 +16,15 @@ Head gates act on the input of the attention output projection, so
 import json, os, shutil, struct, subprocess, sys, tempfile
 from array import array
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check import safetensors  # noqa: E402
+
 DTYPES = {"F32": ("f", 4), "I64": ("q", 8), "I32": ("i", 4)}
 
 
 def read(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        code, _ = DTYPES[info["dtype"]]
-        start, end = info["data_offsets"]
-        values = array(code)
-        values.frombytes(data[8 + n + start:8 + n + end])
-        tensors[name] = (info["dtype"], info["shape"], values)
-    return tensors
+    """name → (dtype, shape, array of values), through check.py's safetensors reader."""
+    return {name: (dtype, shape, array(DTYPES[dtype][0], blob)) for name, (dtype, shape, blob) in safetensors(path).items()}
 
 
 def write(path, tensors):
