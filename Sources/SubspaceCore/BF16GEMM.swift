@@ -71,17 +71,18 @@ public enum BF16GEMM {
     }
 
     /// C ← alpha · op(A) · op(B) + beta · C, row-major; A, B bf16, C fp32. op(A) is [m, k], op(B) is [k, n].
+    /// `kernel`: the backend to run (nil: `backend`); a model passes the one it was set to bf16 with.
     public static func gemm(
         _ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<UInt16>, lda: Int, b: UnsafePointer<UInt16>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, using kernel: Backend? = nil
     ) {
         precondition(m >= 0 && n >= 0 && k >= 0, "bf16 gemm with negative size m=\(m) n=\(n) k=\(k)")
         precondition(lda >= max(1, transA == .none ? k : m), "bf16 gemm: lda \(lda) too small")
         precondition(ldb >= max(1, transB == .none ? n : k), "bf16 gemm: ldb \(ldb) too small")
         precondition(ldc >= max(1, n), "bf16 gemm: ldc \(ldc) too small")
         if m == 0 || n == 0 { return }
-        switch backend {
+        switch kernel ?? backend {
         case .oneDNN:
             omp_set_num_threads(Int32(max(1, threadCount)))
             let status = dnnl_gemm_bf16bf16f32(transA.dnnl, transB.dnnl, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bf16 precision under mpirun (issue 14): np=2 training in bf16 equals np=1 in bf16 per step (ZeRO 0 and
-# 3: replicated weights converted once per forward pass, and blocks gathered and converted at acquire),
+# 3: replicated weights converted once per optimizer step, and blocks gathered and converted at acquire),
 # and bf16 is not fp32 in disguise. On a CPU without AVX-512 BF16 / AMX, bf16 is first shown to be
 # refused naming the key, then the runs use the emulated products (SUBSPACE_BF16_EMULATE=1: the same bf16
 # roundings through fp32 GEMMs), so the plumbing is tested on any machine.

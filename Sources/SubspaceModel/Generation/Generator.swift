@@ -33,7 +33,9 @@ public struct SamplingOptions: Sendable {
 
 /// Autoregressive generation with a key/value cache: the prompt is run once, then each new token costs
 /// one row through the model, attending to the cached keys and values of everything before it.
-/// Uses the model's weights and adapters as they are (no gradients, no dropout).
+/// Uses the model's weights and adapters as they are (no gradients, no dropout), in the model's precision:
+/// in bf16 each block is converted once, not per token (its copy lasts until the parameters change),
+/// except under ZeRO-3, where a block is gathered, and so converted, for every pass.
 public final class Generator {
     public let model: Transformer
     /// Keys and values of the sequence so far, per layer.
@@ -180,7 +182,7 @@ public final class Generator {
                weight: .finalNormWeight, bias: .finalNormBias, N: 1)
         var logits = [Float](repeating: 0, count: c.vocabularySize)
         Linear.forward(out: &logits, ldOut: c.vocabularySize, inp: w.h.pointer, ldIn: C,
-                       weight: m.p(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil, N: 1, IC: C, OC: c.vocabularySize)
+                       weight: m.w(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil, N: 1, IC: C, OC: c.vocabularySize)
         return logits
     }
 }

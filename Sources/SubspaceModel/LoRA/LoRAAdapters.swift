@@ -218,6 +218,7 @@ public final class LoRAAdapters: @unchecked Sendable {
                 }
             }
         }
+        model.parametersChanged()
     }
 
     /// Undoes `merge`.

@@ -58,7 +58,7 @@ public enum Linear {
         if let w16 = weight.bf16, let scratch = weight.scratch {
             let inp16 = scratch.convert(0, rows: N, cols: IC, inp, ld: ldIn)
             BF16GEMM.gemm(.none, .transposed, m: N, n: OC, k: IC, a: inp16, lda: IC, b: w16, ldb: IC,
-                          beta: accumulate ? 1 : 0, c: out, ldc: ldOut)
+                          beta: accumulate ? 1 : 0, c: out, ldc: ldOut, using: scratch.backend)
         } else {
             ParallelGEMM.gemm(.none, .transposed, m: N, n: OC, k: IC, a: inp, lda: ldIn, b: weight.fp32, ldb: IC,
                               beta: accumulate ? 1 : 0, c: out, ldc: ldOut)
@@ -95,12 +95,12 @@ public enum Linear {
             let dout16 = scratch.convert(1, rows: N, cols: OC, dout, ld: ldDout)
             if let dinp {
                 BF16GEMM.gemm(.none, .none, m: N, n: IC, k: OC, a: dout16, lda: OC, b: w16, ldb: IC,
-                              beta: 1, c: dinp, ldc: ldDinp)
+                              beta: 1, c: dinp, ldc: ldDinp, using: scratch.backend)
             }
             if let dweight {
                 let inp16 = scratch.convert(0, rows: N, cols: IC, inp, ld: ldIn)
                 BF16GEMM.gemm(.transposed, .none, m: OC, n: IC, k: N, a: dout16, lda: OC, b: inp16, ldb: IC,
-                              beta: 1, c: dweight, ldc: IC)
+                              beta: 1, c: dweight, ldc: IC, using: scratch.backend)
             }
             if let dbias { biasBackward(dbias: dbias, dout: dout, ldDout: ldDout, N: N, OC: OC) }
             return

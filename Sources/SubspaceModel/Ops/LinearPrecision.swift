@@ -6,7 +6,7 @@ import SubspaceCore
 /// forward and backward products (and the output head's) are rounded to bf16, the products accumulate
 /// and write fp32 (`BF16GEMM`). Master weights, gradients, optimizer state, norms, softmax, the loss and
 /// the residual stream stay fp32. Attention's own products (QKᵀ, PV) and LoRA's adapter products stay
-/// fp32 for now. Weights are converted once per forward pass per block (`Transformer.precision`).
+/// fp32 for now. Weights are converted per block once per change of the parameters (`Transformer.precision`).
 public enum Precision: String, Sendable, CaseIterable, Codable {
     case fp32, bf16
 }
@@ -28,11 +28,14 @@ public struct LinearWeight {
 
 /// Growing bf16 buffers for a linear op's activations (its input rows and its output gradient), reused
 /// across calls; one per model, so models running side by side (in-process ranks) never share one.
+/// Also the model's bf16 kernel (`BF16GEMM.backend` when the model was set to bf16), so a model keeps
+/// the kernel it was set up with whatever another one (a test) chooses later.
 public final class BF16Scratch: @unchecked Sendable {
     private var buffers: [UnsafeMutablePointer<UInt16>?] = [nil, nil]
     private var capacities = [0, 0]
+    public var backend: BF16GEMM.Backend
 
-    public init() {}
+    public init(backend: BF16GEMM.Backend = BF16GEMM.backend) { self.backend = backend }
     deinit { for b in buffers { b?.deallocate() } }
 
     /// Buffer `slot` (0: inputs, 1: output gradients) with room for `count` values.

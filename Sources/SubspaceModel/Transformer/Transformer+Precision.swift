@@ -2,24 +2,35 @@ import SubspaceCore
 
 /// bf16 copies of the blocks' parameters for `Precision.bf16` (see Ops/LinearPrecision.swift).
 ///
-/// A block is converted when the forward pass acquires it — once per forward pass, not per product —
-/// and the copy serves that pass's backward. Under a residency that gathers a block's parameters into a
-/// buffer of its own (ZeRO-3), the copy lives only while the block does: it is dropped when the block
-/// is released and made again when backward acquires it, so no more than the blocks in use are held.
+/// A block is converted when it is acquired and its copy is missing or stale, and the copy is kept until
+/// the fp32 parameters change: every writer advances `Transformer.parameterVersion` (`parametersChanged()`:
+/// the optimizer's update, loads, `setTensor`, LoRA merges; asking for `parameterStorage` counts as one),
+/// so a training step converts each block once whatever its micro-batches, its backward and checkpoint
+/// recomputation, and generation converts each block once for all its tokens. A model whose base weights
+/// never change (LoRA) converts them once. Under a residency that gathers a block's parameters into a
+/// buffer of its own (ZeRO-3), the copy lives only while the block does: it is dropped when the block is
+/// released and made again at the next gather, so no more than the blocks in use are held.
 final class LowPrecisionWeights {
     var blocks: [UnsafeMutablePointer<UInt16>?]
     var counts: [Int]
+    /// Per block, what its copy was made from: the fp32 parameters' address and version.
+    var sources: [(base: UnsafeMutablePointer<Float>, version: Int)?]
+    /// Blocks converted so far (a test hook).
+    var conversions = 0
+    /// Test hook: convert at every acquire, as if no copy were ever current (the reference for keeping them).
+    var convertsEveryUse = false
     let scratch = BF16Scratch()
 
     init(blockCount: Int) {
         blocks = Array(repeating: nil, count: blockCount)
         counts = Array(repeating: 0, count: blockCount)
+        sources = Array(repeating: nil, count: blockCount)
     }
 
     deinit { for b in blocks { b?.deallocate() } }
 
     /// Converts block `b`'s `count` parameters at `source`.
-    func convert(_ b: Int, from source: ConstFloatPointer, count: Int) {
+    func convert(_ b: Int, from source: UnsafeMutablePointer<Float>, count: Int, version: Int) {
         if counts[b] != count {
             blocks[b]?.deallocate()
             blocks[b] = .allocate(capacity: max(count, 1))
@@ -29,12 +40,22 @@ final class LowPrecisionWeights {
         Parallel.rows(count, minimumPerChunk: 65_536) { range in
             BFloat16.convert(source + range.lowerBound, to: dst + range.lowerBound, count: range.count)
         }
+        sources[b] = (source, version)
+        conversions += 1
+    }
+
+    func isCurrent(_ b: Int, source: UnsafeMutablePointer<Float>, version: Int) -> Bool {
+        guard !convertsEveryUse, blocks[b] != nil, let made = sources[b] else { return false }
+        return made.base == source && made.version == version
     }
 
     func drop(_ b: Int) {
         blocks[b]?.deallocate()
-        (blocks[b], counts[b]) = (nil, 0)
+        (blocks[b], counts[b], sources[b]) = (nil, 0, nil)
     }
+
+    /// Bytes of the bf16 copies now held.
+    var bytes: Int { counts.reduce(0, +) * MemoryLayout<UInt16>.stride }
 }
 
 extension Transformer {
@@ -48,6 +69,24 @@ extension Transformer {
         }
     }
 
+    /// The kernel of this model's bf16 products (nil in fp32): `BF16GEMM.backend` when `precision` was
+    /// set to bf16 (what `BF16GEMM.require` chose), or set here (tests choose one per model).
+    public var bf16Backend: BF16GEMM.Backend? {
+        get { lowPrecision?.scratch.backend }
+        set { if let newValue { lowPrecision?.scratch.backend = newValue } }
+    }
+
+    /// The fp32 parameters changed (or may have): every bf16 copy is remade at its block's next use.
+    /// Whoever writes parameters other than through `parameterStorage`, `setTensor` or `initialize`
+    /// (e.g. through a block the residency provides) calls it.
+    public func parametersChanged() { parameterVersion &+= 1 }
+
+    /// Blocks converted to bf16 so far (0 in fp32): a test hook for how often weights are converted.
+    public var bf16Conversions: Int { lowPrecision?.conversions ?? 0 }
+
+    /// Bytes of bf16 weight copies now held (0 in fp32).
+    public var bf16WeightBytes: Int { lowPrecision?.bytes ?? 0 }
+
     /// A linear weight for `Linear`: with its bf16 copy in bf16 precision.
     func w(_ role: TensorRole) -> LinearWeight {
         let fp32 = p(role)
@@ -57,11 +96,13 @@ extension Transformer {
         return LinearWeight(fp32: fp32, bf16: copy + (layout.offset(role) - layout.blockRanges[b].lowerBound), scratch: low.scratch)
     }
 
-    /// After `acquire`: forward converts the block; backward reuses the forward's copy when it was kept.
-    func convertAcquired(_ b: Int, _ phase: BlockPhase) {
+    /// After `acquire`: converts the block unless its copy was made from the same parameters (address
+    /// and version).
+    func convertAcquired(_ b: Int) {
         guard let low = lowPrecision else { return }
-        if phase == .forward || low.blocks[b] == nil {
-            low.convert(b, from: parameterBase[b], count: layout.blockRanges[b].count)
+        let source = parameterBase[b]
+        if !low.isCurrent(b, source: source, version: parameterVersion) {
+            low.convert(b, from: source, count: layout.blockRanges[b].count, version: parameterVersion)
         }
     }
 

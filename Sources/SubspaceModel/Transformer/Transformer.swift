@@ -13,7 +13,15 @@ public final class Transformer: @unchecked Sendable {
     /// The flat parameter buffer (layout order), allocated on first use. Under ZeRO-3 the engine holds
     /// the parameters in shards and the model has none (`releaseParameterStorage()`): asking for the
     /// buffer then is a programming error, not a silent full-size allocation.
+    ///
+    /// Whoever asks for the buffer may write it, so asking counts as a change of the parameters
+    /// (`parametersChanged()`): bf16 copies are remade from it at their next use.
     public var parameterStorage: TensorStorage {
+        parametersChanged()
+        return flatParameters
+    }
+    /// `parameterStorage` without counting as a change: for reading, or for saying where a block is.
+    var flatParameters: TensorStorage {
         if let storage = allocatedParameters { return storage }
         precondition(!parametersSharded, "the full parameter buffer of a model whose parameters are sharded (ZeRO-3) was asked for")
         let storage = TensorStorage(capacity: layout.totalCount)
@@ -66,8 +74,11 @@ public final class Transformer: @unchecked Sendable {
     var gateGradientBuffer: Buffer?
     /// Where blocks' parameters and gradients live while they run (ZeRO); nil: the flat buffers.
     public var residency: BlockResidency?
-    /// bf16 copies of the blocks in use when `precision` is bf16 (Transformer+Precision.swift).
+    /// bf16 copies of the blocks when `precision` is bf16 (Transformer+Precision.swift).
     var lowPrecision: LowPrecisionWeights?
+    /// Advanced by every change of the fp32 parameters (`parametersChanged()`); a bf16 copy made at
+    /// another version is stale.
+    public internal(set) var parameterVersion = 0
     /// Per block, the base of its parameters and gradients while it is in use (block-local offsets).
     var parameterBase: [FloatPointer] = []
     var gradientBase: [FloatPointer?] = []
@@ -112,7 +123,7 @@ public final class Transformer: @unchecked Sendable {
     /// A copy of one tensor.
     public func tensor(_ role: TensorRole) -> Tensor {
         let e = layout[role]
-        return Tensor(shape: e.shape, values: Array(UnsafeBufferPointer(start: parameterStorage.pointer + e.offset, count: e.count)))
+        return Tensor(shape: e.shape, values: Array(UnsafeBufferPointer(start: flatParameters.pointer + e.offset, count: e.count)))
     }
 
     /// Overwrites one tensor.
@@ -153,10 +164,16 @@ public final class Transformer: @unchecked Sendable {
             parameterBase[b] = residency.parameters(block: b, phase: phase)
             gradientBase[b] = phase == .backward && trainsBaseWeights ? residency.gradients(block: b) : nil
         } else {
-            parameterBase[b] = parameterStorage.pointer + layout.blockRanges[b].lowerBound
+            parameterBase[b] = flatParameters.pointer + layout.blockRanges[b].lowerBound
             gradientBase[b] = gradientStorage.map { $0.pointer + layout.blockRanges[b].lowerBound }
         }
-        convertAcquired(b, phase)
+        convertAcquired(b)
+    }
+
+    /// Block `b`'s parameters in the flat buffer, for a residency saying where a block is (ZeRO 0–2):
+    /// not a change of the parameters, unlike `parameterStorage`.
+    public func flatBlock(_ b: Int) -> UnsafeMutablePointer<Float> {
+        flatParameters.pointer + layout.blockRanges[b].lowerBound
     }
 
     /// Stands for a block not yet acquired (never dereferenced).

@@ -185,7 +185,7 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
 
     public func parameters(block b: Int, phase: BlockPhase) -> UnsafeMutablePointer<Float> {
         let s = shards[b]
-        guard stage == 3 else { return model.parameterStorage.pointer + s.range.lowerBound }
+        guard stage == 3 else { return model.flatBlock(b) }
         let buffer = parameterBuffers[slot(b)] ?? TensorStorage(capacity: s.count)
         parameterBuffers[slot(b)] = buffer
         let own = ownedParameters[b]
@@ -386,6 +386,7 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
             }
         }
         if stage == 1 || stage == 2 { gatherUpdatedParameters() }
+        if shards.contains(where: { $0.packedCount > 0 }) { model.parametersChanged() }  // bf16 copies are remade at next use
         if let a = model.adapters, let am = adapterM, let av = adapterV {
             if factor < 1 { BLAS.scal(count: a.totalCount, alpha: factor, x: a.gradientStorage.pointer) }
             for adapter in a.adapters {
