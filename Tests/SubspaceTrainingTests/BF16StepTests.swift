@@ -66,4 +66,36 @@ import SubspaceDistributed
         #expect(kept.adapter == reference.adapter, "\(variant)")
         #expect(Set(kept.losses).count == steps, "\(variant): training moved")
     }
+
+    /// `MemoryEstimate` in bf16 adds the weights' bf16 copies (2 bytes per parameter at ZeRO 0, what a bf16
+    /// model holds after a pass; only the blocks in use at ZeRO-3) and the products' rounded operands.
+    @Test func memoryEstimateCountsTheBF16Copies() throws {
+        let config = ModelConfig(family: .gpt2, vocabularySize: 256, hiddenSize: 64, layerCount: 2, headCount: 4, maxPositions: 32)
+        func estimate(_ precision: Precision, stage: Int) -> MemoryEstimate {
+            MemoryEstimate(model: config, microBatch: 2, sequence: 32, zeroStage: stage, worldSize: 2, precision: precision)
+        }
+        var copies: [Double] = []
+        for stage in [0, 3] {
+            let (fp32, bf16) = (estimate(.fp32, stage: stage), estimate(.bf16, stage: stage))
+            #expect(bf16.terms.count == fp32.terms.count + 2)
+            let added = bf16.terms.filter { $0.what.hasPrefix("bf16 ") }
+            #expect(added.count == 2)
+            #expect(abs(bf16.total - fp32.total - added.reduce(0) { $0 + $1.bytes }) < 1)
+            let copy = try #require(added.first { $0.key == "training.precision" })
+            #expect(copy.kind == (stage == 3 ? .buffers : .states))
+            copies.append(copy.bytes)
+        }
+        // Measured: a bf16 model holds every block's copy after a forward pass (padding aside).
+        let model = Transformer(config: config)
+        model.initialize(seed: 1)
+        model.precision = .bf16
+        model.bf16Backend = .emulated
+        model.forward(ids: [Int32](repeating: 7, count: 64), B: 2, T: 32)
+        let held = Double(model.bf16WeightBytes)
+        #expect(abs(held - copies[0]) / held < 0.02, "estimate \(copies[0]) bytes, held \(held)")
+        // ZeRO-3: the embeddings block, one layer and the tail.
+        let layout = model.layout, blocks = layout.blockRanges
+        let inUse = 2 * Double(blocks[0].count + blocks[1].count + blocks[layout.blockCount - 1].count)
+        #expect(abs(inUse - copies[1]) / inUse < 0.02, "estimate \(copies[1]) bytes, blocks in use \(inUse)")
+    }
 }

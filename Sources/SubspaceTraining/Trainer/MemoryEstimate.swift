@@ -4,8 +4,9 @@ import SubspaceModel
 /// The memory one rank of a training run needs, estimated from the shapes alone (in floating point, so
 /// absurd sizes cannot overflow), before anything big is allocated: parameters, gradients and AdamW
 /// moments as ZeRO shards them, the activations of one micro-batch kept for backward (attention
-/// probabilities B·H·T² per layer, logits B·T·V, …) and their gradient scratch, and ZeRO's block buffers
-/// and scratch (the final export streams block by block and adds nothing). `check` turns "more than this machine has" into an error naming the key that
+/// probabilities B·H·T² per layer, logits B·T·V, …) and their gradient scratch, ZeRO's block buffers
+/// and scratch (the final export streams block by block and adds nothing), and in bf16 the weights' bf16
+/// copies and the products' rounded operands. `check` turns "more than this machine has" into an error naming the key that
 /// costs the most and the bytes, instead of a failed allocation that aborts with a backtrace.
 public struct MemoryEstimate: Sendable {
     public struct Term: Sendable {
@@ -30,7 +31,7 @@ public struct MemoryEstimate: Sendable {
     ///   batch, sequence.
     public init(model c: ModelConfig, microBatch: Int, sequence: Int, zeroStage: Int, worldSize: Int,
                 trainableFraction: Double = 1, dropout: Bool = false, checkpointing: ActivationCheckpointing = .none,
-                keys: Keys = .config) {
+                precision: Precision = .fp32, keys: Keys = .config) {
         let (V, C, L, H) = (Double(c.vocabularySize), Double(c.hiddenSize), Double(c.layerCount), Double(c.headCount))
         let (I, P) = (Double(c.intermediateSize), Double(c.maxPositions))
         let (Q, KV) = (Double(c.headCount * c.headDimension), Double(c.keyValueHeadCount * c.headDimension))
@@ -63,7 +64,7 @@ public struct MemoryEstimate: Sendable {
             + kept * (4 * C + (Q + 2 * KV) + Q + (c.gatedMLP ? 3 : 2) * I + (dropout ? 2 * C : 0)) + 3 * C + 2 * Q + 2 * KV + 4 * I
         let logitRows = checkpointing == .layers ? min(B * T, max(256, Double((1 << 24) / max(c.vocabularySize, 1)))) : B * T
         let (v, w, l, b, t) = (c.vocabularySize, c.hiddenSize, c.layerCount, microBatch, sequence)
-        terms = [
+        var terms = [
             Term(key: keys.vocab, what: "embeddings and their optimizer state (\(keys.vocab) \(v) × \(keys.width) \(w))",
                  bytes: embedding * perParameter),
             Term(key: keys.width, what: "layer weights and their optimizer state (\(keys.layers) \(l) × \(keys.width) \(w) squared)",
@@ -78,6 +79,19 @@ public struct MemoryEstimate: Sendable {
             Term(key: keys.vocab, what: "ZeRO-\(zeroStage) block buffers (the embeddings block: \(keys.vocab) \(v) × \(keys.width) \(w))",
                  bytes: buffers * 4, kind: .buffers),
         ]
+        if precision == .bf16 {
+            // bf16 copies of the weights (Transformer+Precision): every block's, kept until the parameters change,
+            // or under ZeRO-3 only the blocks gathered at once (embeddings, a layer, the tail), frozen ones too.
+            let copies = zeroStage == 3 ? blocks : embedding + layers + 2 * C
+            terms.append(Term(key: keys.precision, what: "bf16 copies of the weights (\(keys.precision) bf16\(zeroStage == 3 ? ", the blocks in use" : ""))",
+                              bytes: 2 * copies, kind: zeroStage == 3 ? .buffers : .states))
+            // The rounded inputs and output gradient of one product (BF16Scratch): the widest input and output
+            // over the layer's products, the head's output a chunk of rows at a time.
+            let widestOutput = max(N * max(Q + 2 * KV, C, (c.gatedMLP ? 2 : 1) * I), min(N, Double(max(256, (1 << 24) / max(c.vocabularySize, 1)))) * V)
+            terms.append(Term(key: t >= b ? keys.sequence : keys.batch, what: "bf16 roundings of a product's input and output gradient",
+                              bytes: 2 * (N * max(C, Q, I) + widestOutput), kind: .activations))
+        }
+        self.terms = terms
     }
 
     /// For a training config whose model shape is `model` (from the config, or model.path's config.json).
@@ -88,13 +102,13 @@ public struct MemoryEstimate: Sendable {
         self.init(model: model, microBatch: config.training.microBatch, sequence: config.data.sequence,
                   zeroStage: config.training.zeroStage, worldSize: worldSize,
                   trainableFraction: config.lora == nil ? 1 : 0, dropout: config.model.dropout > 0,
-                  checkpointing: config.training.activationCheckpointing, keys: keys)
+                  checkpointing: config.training.activationCheckpointing, precision: config.training.precision, keys: keys)
     }
 
     public struct Keys: Sendable {
-        public var vocab: String, layers: String, width: String, batch: String, sequence: String
-        public init(vocab: String, layers: String, width: String, batch: String, sequence: String) {
-            (self.vocab, self.layers, self.width, self.batch, self.sequence) = (vocab, layers, width, batch, sequence)
+        public var vocab: String, layers: String, width: String, batch: String, sequence: String, precision: String
+        public init(vocab: String, layers: String, width: String, batch: String, sequence: String, precision: String = "training.precision") {
+            (self.vocab, self.layers, self.width, self.batch, self.sequence, self.precision) = (vocab, layers, width, batch, sequence, precision)
         }
         public static let config = Keys(vocab: "model.vocab", layers: "model.layers", width: "model.width",
                                         batch: "training.micro_batch", sequence: "data.sequence")

@@ -44,8 +44,9 @@ struct BenchTrain: ParsableCommand {
         let problems = modelConfig.problems()
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
         let estimate = MemoryEstimate(model: modelConfig, microBatch: batch, sequence: context, zeroStage: zeroStage,
-                                      worldSize: MemoryEstimate.ranksOnThisNode(), checkpointing: checkpointing,
-                                      keys: .init(vocab: "--vocab", layers: "--layers", width: "--width", batch: "--batch", sequence: "--context"))
+                                      worldSize: MemoryEstimate.ranksOnThisNode(), checkpointing: checkpointing, precision: precision,
+                                      keys: .init(vocab: "--vocab", layers: "--layers", width: "--width", batch: "--batch", sequence: "--context",
+                                                  precision: "--precision"))
         if let (_, message) = estimate.problem(available: MemoryEstimate.machineBytes(), ranksHere: MemoryEstimate.ranksOnThisNode()) {
             throw ValidationError(message)
         }
@@ -213,7 +214,7 @@ struct BenchTrain: ParsableCommand {
         let globalTokensPerSecond = Double(tokens * world.size) / stepSeconds
         // What a rank should hold: states/N + activations + buffers (MemoryEstimate), over the fixed overhead.
         let estimate = MemoryEstimate(model: config, microBatch: batch, sequence: context, zeroStage: zeroStage, worldSize: world.size,
-                                      checkpointing: checkpointing)
+                                      checkpointing: checkpointing, precision: precision)
         let mb = { (bytes: Double) in bytes / 1_048_576 }
         let resident = engine.residentBytes
         let baselines = try world.allGather(mb(baseline))
