@@ -111,6 +111,24 @@ import SubspaceTestSupport
         #expect(RunLineage(config: a, model: model).differences(from: lineage).first?.hasPrefix("data: corpus ") == true)
     }
 
+    /// The precision of the products changes the trajectory, so it is part of the lineage; a lineage
+    /// recorded before it was (no training.precision) is read as an fp32 run's.
+    @Test func lineageRecordsPrecision() throws {
+        let model = ModelConfig(family: .gpt2, vocabularySize: 256, hiddenSize: 128, layerCount: 4, headCount: 4, maxPositions: 64)
+        var c = TrainConfig()
+        let fp32 = RunLineage(config: c, model: model)
+        c.training.precision = .bf16
+        let bf16 = RunLineage(config: c, model: model)
+        #expect(bf16 != fp32)
+        #expect(bf16.differences(from: fp32) == ["training.precision: fp32 → bf16"])
+        #expect(fp32.differences(from: bf16) == ["training.precision: bf16 → fp32"])
+        var older = fp32
+        older.entries.removeAll { $0.key == "training.precision" }
+        let read = try #require(RunLineage(json: older.json))
+        #expect(read == fp32)
+        #expect(bf16.differences(from: read) == ["training.precision: fp32 → bf16"])
+    }
+
     @Test func dataFoldersKeepTheUsersFiles() throws {
         let folder = try TestFiles.temporaryFolder("userdata")
         defer { TestFiles.cleanUp(folder) }

@@ -29,6 +29,14 @@ import json, sys
 a = [json.loads(l)['loss'] for l in open('$WORK/np1/metrics.jsonl') if '\"loss\"' in l]
 b = [json.loads(l)['loss'] for l in open('$WORK/fp32/metrics.jsonl') if '\"loss\"' in l]
 sys.exit(0 if a and a != b else 1)"
+# The precision is part of the run's lineage: resuming the fp32 run in bf16 is refused naming the key and
+# both values, and nothing in the folder changes.
+sum() { find "$1" -type f ! -name .lock ! -path "*/.watchdog/*" -print0 2>/dev/null | sort -z | xargs -0 sha256sum 2>/dev/null | sha256sum; }
+before=$(sum "$WORK/fp32")
+train 1 "$WORK/fp32" --set training.precision=bf16 --set training.steps=6; status=$?
+expect "resuming an fp32 run in bf16 refused (non-zero exit)" test "$status" -ne 0
+expect "…naming training.precision: fp32 → bf16" grep -q "another lineage: training.precision: fp32 → bf16" "$WORK/fp32.log"
+expect "…and nothing in the run folder changed" test "$before" = "$(sum "$WORK/fp32")"
 for stage in 0 3; do
     if train 2 "$WORK/np2-z$stage" --set training.precision=bf16 --set training.zero_stage=$stage; then
         expect "bf16 np=2 ZeRO-$stage matches np=1 (1e-5)" $CHECK same_losses "$WORK/np2-z$stage" "$WORK/np1" 1e-5

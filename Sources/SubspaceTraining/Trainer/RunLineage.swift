@@ -3,7 +3,7 @@ import SubspaceModel
 
 /// What a run is, as far as its trajectory goes: the data it reads, where its model comes from, the
 /// model's shape, and the settings that change the path of the weights (seed, batch, optimizer,
-/// schedule, dropout, freezing, LoRA). Settings that only change how the same trajectory is computed or
+/// schedule, dropout, freezing, precision of the products, LoRA). Settings that only change how the same trajectory is computed or
 /// recorded (ranks, ZeRO stage, micro-batch, buckets, evaluation, checkpoint cadence, `training.steps`,
 /// `run.output`) are not part of it, so a run can be resharded or extended and still resume.
 ///
@@ -40,6 +40,7 @@ public struct RunLineage: Equatable, Sendable {
         e.append(("training.optimizer", "lr \(t.learningRate) min \(t.minLearningRate) \(t.schedule.rawValue) warmup \(t.warmup), "
                   + "weight_decay \(t.weightDecay), betas \(t.beta1)/\(t.beta2), epsilon \(t.epsilon), grad_clip \(t.gradClip.map { "\($0)" } ?? "null")"))
         e.append(("training.freeze", t.freeze.isEmpty ? "none" : t.freeze.joined(separator: ", ")))
+        e.append((Self.precisionKey, t.precision.rawValue))
         if let l = c.lora {
             e.append(("lora", "rank \(l.rank), alpha \(l.alpha), targets \((l.targets ?? TrainConfig.LoRA.defaultTargets(m.family)).joined(separator: ",")), "
                       + "dropout \(l.dropout), rslora \(l.rslora), \(l.initialisation.rawValue)\(l.factors.map { " " + Self.absolute($0) } ?? "")\(l.adapter.map { " " + Self.absolute($0) } ?? "")"))
@@ -79,13 +80,20 @@ public struct RunLineage: Equatable, Sendable {
     public init?(json: String) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
               let order = object["order"] as? [String] else { return nil }
-        var e: [(String, String)] = []
+        var e: [(key: String, value: String)] = []
         for key in order {
             guard let value = object[key] as? String else { return nil }
             e.append((key, value))
         }
+        // Lineages recorded before the precision was part of them are fp32 runs' (bf16 was new then).
+        if !order.contains(Self.precisionKey) {
+            let at = e.firstIndex { $0.key == "training.freeze" }.map { $0 + 1 } ?? e.count
+            e.insert((Self.precisionKey, Precision.fp32.rawValue), at: at)
+        }
         entries = e
     }
+
+    static let precisionKey = "training.precision"
 
     public init?(file: String) {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
