@@ -179,14 +179,7 @@ import SubspaceCore
         #expect(model.bf16Conversions == model.layout.blockCount)
         #expect(generator.generate(prompt: prompt, options: SamplingOptions(maxNewTokens: 10)) == generated)
         #expect(model.bf16Conversions == model.layout.blockCount)
-        var sequence = prompt
-        for expected in generated {
-            model.forward(ids: sequence, B: 1, T: sequence.count)
-            let logits = model.logits.scalars.suffix(config.vocabularySize)
-            let best = Int32(logits.indices.max { logits[$0] < logits[$1] }! - logits.startIndex)
-            #expect(best == expected, "token \(sequence.count - prompt.count)")
-            sequence.append(expected)
-        }
+        GenerationTests.expectGreedyMatchesFullForward(model, prompt: prompt, generated: generated, "bf16")
         #expect(model.bf16Conversions == model.layout.blockCount)
     }
 }

@@ -20,12 +20,19 @@ import SubspaceCore
         let generated = Generator(model: model).generate(prompt: prompt, options: SamplingOptions(maxNewTokens: 10))
         #expect(generated.count == 10)
 
+        Self.expectGreedyMatchesFullForward(model, prompt: prompt, generated: generated, "\(family)")
+    }
+
+    /// Each generated token is the argmax of the whole-sequence forward's last row over the prompt and
+    /// the tokens before it.
+    static func expectGreedyMatchesFullForward(_ model: Transformer, prompt: [Int32], generated: [Int32], _ label: String,
+                                               sourceLocation: SourceLocation = #_sourceLocation) {
         var sequence = prompt
         for expected in generated {
             model.forward(ids: sequence, B: 1, T: sequence.count)
-            let logits = model.logits.scalars.suffix(config.vocabularySize)
+            let logits = model.logits.scalars.suffix(model.config.vocabularySize)
             let best = Int32(logits.indices.max { logits[$0] < logits[$1] }! - logits.startIndex)
-            #expect(best == expected, "\(family): token \(sequence.count - prompt.count)")
+            #expect(best == expected, "\(label): token \(sequence.count - prompt.count)", sourceLocation: sourceLocation)
             sequence.append(expected)
         }
     }

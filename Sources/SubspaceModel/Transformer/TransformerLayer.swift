@@ -102,15 +102,19 @@ struct TransformerLayer: Sendable {
                 }
             }
         }
-        // With dropout the branch is computed apart, masked, then added; without, it accumulates in place.
-        let mid = s.mid.pointer
-        m.timed(.residual) { mid.update(from: x, count: N * C) }
-        o.forward(m, out: dropout?.branch ?? mid, inp: s.attnOut.pointer, B: B, T: T, accumulate: dropout == nil, observe: observe)
-        if let dropout {
-            Dropout.forward(x: dropout.branch, mask: s.attentionMask!.pointer, stream: dropout.attention(l),
-                            probability: dropout.probability, N: N, C: C)
-            BLAS.axpy(count: N * C, alpha: 1, x: dropout.branch, y: mid)
+        /// out = residual + op(inp). With dropout the branch is computed apart, masked (`mask`, drawn from
+        /// the layer's `stream`), then added; without, it accumulates in place.
+        func residualBranch(_ op: LinearOp, inp: ConstFloatPointer, residual: ConstFloatPointer, out: FloatPointer,
+                            mask: Buffer?, stream: (LayerDropout) -> RandomStream) {
+            m.timed(.residual) { out.update(from: residual, count: N * C) }
+            op.forward(m, out: dropout?.branch ?? out, inp: inp, B: B, T: T, accumulate: dropout == nil, observe: observe)
+            if let dropout {
+                Dropout.forward(x: dropout.branch, mask: mask!.pointer, stream: stream(dropout), probability: dropout.probability, N: N, C: C)
+                BLAS.axpy(count: N * C, alpha: 1, x: dropout.branch, y: out)
+            }
         }
+        let mid = s.mid.pointer
+        residualBranch(o, inp: s.attnOut.pointer, residual: x, out: mid, mask: s.attentionMask) { $0.attention(l) }
         m.timed(.norm) {
             m.norm(out: s.norm2.pointer, mean: s.norm2Mean.pointer, rstd: s.norm2Rstd.pointer, inp: mid,
                    weight: .layer(l, .norm2Weight), bias: .layer(l, .norm2Bias), N: N)
@@ -130,13 +134,7 @@ struct TransformerLayer: Sendable {
             m.adapters?.keepForBackward(layer: l, group: .down, inp: s.mlpAct.pointer, ldIn: I, N: N)
             return
         }
-        m.timed(.residual) { next.update(from: mid, count: N * C) }
-        down.forward(m, out: dropout?.branch ?? next, inp: s.mlpAct.pointer, B: B, T: T, accumulate: dropout == nil, observe: observe)
-        if let dropout {
-            Dropout.forward(x: dropout.branch, mask: s.mlpMask!.pointer, stream: dropout.mlp(l),
-                            probability: dropout.probability, N: N, C: C)
-            BLAS.axpy(count: N * C, alpha: 1, x: dropout.branch, y: next)
-        }
+        residualBranch(down, inp: s.mlpAct.pointer, residual: mid, out: next, mask: s.mlpMask) { $0.mlp(l) }
     }
 
     /// Back-propagates through the layer whose forward filled `s` from input `x`. On entry `dResidual`
