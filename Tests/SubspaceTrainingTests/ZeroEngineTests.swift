@@ -8,14 +8,15 @@ import SubspaceModel
 /// ZeRO stages on in-process ranks against one process with plain AdamW: same global batches, same
 /// losses (to float reassociation), frozen tensors untouched.
 @Suite struct ZeroEngineTests {
-    static let config = ModelConfig(family: .llama, vocabularySize: 29, hiddenSize: 16, layerCount: 2, headCount: 4,
+    /// Vocabulary 400: the embedding and the untied head are 4 vocabulary slices each (blocks of their own).
+    static let config = ModelConfig(family: .llama, vocabularySize: 400, hiddenSize: 16, layerCount: 2, headCount: 4,
                                     keyValueHeadCount: 2, intermediateSize: 24, maxPositions: 8)
     static let steps = 4, globalBatch = 4, T = 8
 
     /// Global batch of step s: `globalBatch` sequences; rank r of n takes a contiguous slice.
-    static func batch(step: Int, rank: Int, ranks: Int, microBatch: Int) -> [MicroBatch] {
+    static func batch(step: Int, rank: Int, ranks: Int, microBatch: Int, vocabulary: Int = config.vocabularySize) -> [MicroBatch] {
         var rng = RandomStream(seed: 100).split(UInt64(step))
-        let ids = (0..<(globalBatch * T)).map { _ in Int32(rng.nextInt(below: config.vocabularySize)) }
+        let ids = (0..<(globalBatch * T)).map { _ in Int32(rng.nextInt(below: vocabulary)) }
         var targets = (0..<(globalBatch * T)).map { i in i % T == T - 1 ? Int32(-100) : ids[i + 1] }
         targets[3] = -100
         let per = globalBatch / ranks

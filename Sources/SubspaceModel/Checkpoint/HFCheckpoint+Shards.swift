@@ -132,9 +132,12 @@ public struct HFBlockExport: Sendable {
     public let config: ModelConfig
     public let layout: ParameterLayout
     public let dtype: DType
-    /// Per block, the HF tensors made of it (in HF order; each HF tensor lies in one block).
+    /// Per block, the HF tensors that start in it (in HF order; a tensor cut into vocabulary slices starts
+    /// in its first slice's block, every other HF tensor lies in one block).
     let tensors: [[HFTensor]]
-    /// Per file, its blocks (contiguous, in order).
+    /// Per block, what it writes: each HF tensor's elements in it (a slice's rows, or the whole tensor).
+    let pieces: [[(hf: HFTensor, elements: Range<Int>)]]
+    /// Per file, its blocks (contiguous, in order; a sliced tensor's blocks are never split over files).
     public let files: [Range<Int>]
     let ranks: Int
 
@@ -145,13 +148,27 @@ public struct HFBlockExport: Sendable {
         let layout = ParameterLayout(config: config)
         self.layout = layout
         var tensors = [[HFTensor]](repeating: [], count: layout.blockCount)
-        for hf in HFNaming(config: config).tensors { tensors[layout.block(of: hf.parts[0])].append(hf) }
+        var pieces = [[(hf: HFTensor, elements: Range<Int>)]](repeating: [], count: layout.blockCount)
+        var continues = [Bool](repeating: false, count: layout.blockCount)  // a block continuing a sliced tensor
+        for hf in HFNaming(config: config).tensors {
+            let role = hf.parts[0]
+            let blocks = layout.blocks(of: role)
+            tensors[blocks.lowerBound].append(hf)
+            guard layout.isSliced(role) else { pieces[blocks.lowerBound].append((hf, 0..<hf.shape.reduce(1, *))); continue }
+            let e = layout[role]
+            for b in blocks {
+                let local = e.range.clamped(to: layout.blockRanges[b])
+                pieces[b].append((hf, (local.lowerBound - e.offset)..<(local.upperBound - e.offset)))
+                if b > blocks.lowerBound { continues[b] = true }
+            }
+        }
         self.tensors = tensors
+        self.pieces = pieces
         // A new file starts at a block that would take the current one past maxShardBytes.
         var files: [Range<Int>] = [], first = 0, bytes = 0
         for b in tensors.indices {
-            let size = tensors[b].reduce(0) { $0 + $1.shape.reduce(1, *) * dtype.byteSize }
-            if b > first && bytes + size > maxShardBytes { files.append(first..<b); first = b; bytes = 0 }
+            let size = pieces[b].reduce(0) { $0 + $1.elements.count * dtype.byteSize }
+            if b > first && !continues[b] && bytes + size > maxShardBytes { files.append(first..<b); first = b; bytes = 0 }
             bytes += size
         }
         files.append(first..<tensors.count)
@@ -185,7 +202,7 @@ public struct HFBlockExport: Sendable {
                             let b = next
                             next += 1
                             let values = try block(b)
-                            for hf in tensors[b] { try write(hf, block: b, values: values, into: &sink) }
+                            for piece in pieces[b] { try write(piece.hf, elements: piece.elements, block: b, values: values, into: &sink) }
                         }
                     }
                 } catch {
@@ -197,14 +214,17 @@ public struct HFBlockExport: Sendable {
         if let failure { throw failure }
     }
 
-    /// One HF tensor from its block's values: a single untransposed part straight from the block (the
-    /// embeddings need no copy), otherwise assembled (a layer-sized temporary).
-    func write(_ hf: HFTensor, block b: Int, values: UnsafePointer<Float>, into sink: inout FileSink) throws {
+    /// One HF tensor's `elements` in block `b` from the block's values: a single untransposed part straight
+    /// from the block (the embeddings need no copy; a vocabulary slice writes its rows, the slices in
+    /// order making the tensor), otherwise assembled (a layer-sized temporary).
+    func write(_ hf: HFTensor, elements: Range<Int>, block b: Int, values: UnsafePointer<Float>, into sink: inout FileSink) throws {
         let base = layout.blockRanges[b].lowerBound
         if hf.parts.count == 1 && !hf.transposed {
             let e = layout[hf.parts[0]]
-            return try SafetensorsWriter.writeValues(UnsafeBufferPointer(start: values + (e.offset - base), count: e.count), as: dtype, into: &sink)
+            return try SafetensorsWriter.writeValues(UnsafeBufferPointer(start: values + (e.offset + elements.lowerBound - base), count: elements.count),
+                                                     as: dtype, into: &sink)
         }
+        precondition(elements.count == hf.shape.reduce(1, *), "\(hf.name) is split over blocks")
         let packed = HFCheckpoint.pack(hf) { role in
             let e = layout[role]
             return Tensor(shape: e.shape, values: Array(UnsafeBufferPointer(start: values + (e.offset - base), count: e.count)))

@@ -105,7 +105,7 @@ public final class Generator {
     public func idle(passes: Int) {
         guard passes > 0, model.residency != nil else { return }
         for _ in 0..<passes {
-            for b in 0..<model.layout.blockCount {
+            for b in model.forwardBlockOrder {
                 model.acquire(b, .forward)
                 model.release(b, .forward)
             }
@@ -163,26 +163,29 @@ public final class Generator {
         let w = buffers(rows: T)
         guard let cache else { preconditionFailure("step before reserve") }
         let L = c.layerCount
-        m.acquire(0, .forward)
-        defer { m.release(0, .forward) }
-        tokens.withUnsafeBufferPointer { ids in
-            Embedding.forward(out: w.x.pointer, ids: ids.baseAddress!, wte: m.p(.tokenEmbedding), wpe: m.pOpt(.positionEmbedding),
-                              B: 1, T: T, C: C, positionOffset: p0)
-        }
+        tokens.withUnsafeBufferPointer { ids in m.embed(out: w.x.pointer, ids: ids.baseAddress!, B: 1, T: T, positionOffset: p0) }
         for l in 0..<L {
-            m.acquire(l + 1, .forward)
-            defer { m.release(l + 1, .forward) }
+            m.acquire(m.layout.layerBlock(l), .forward)
+            defer { m.release(m.layout.layerBlock(l), .forward) }
             m.layers[l].forward(m, x: w.x.pointer, next: w.x.pointer, s: w.layer, attention: .cached(cache, position: p0), B: 1, T: T)
         }
-        m.acquire(L + 1, .forward)
-        defer { m.release(L + 1, .forward) }
         // Only the last position's logits are needed.
         let last = w.x.pointer + (T - 1) * C
+        m.acquire(m.layout.finalNormBlock, .forward)
         m.norm(out: w.h.pointer, mean: w.mean.pointer, rstd: w.rstd.pointer, inp: last,
                weight: .finalNormWeight, bias: .finalNormBias, N: 1)
-        var logits = [Float](repeating: 0, count: c.vocabularySize)
-        Linear.forward(out: &logits, ldOut: c.vocabularySize, inp: w.h.pointer, ldIn: C,
-                       weight: m.w(c.tiedEmbeddings ? .tokenEmbedding : .outputHead), bias: nil, N: 1, IC: C, OC: c.vocabularySize)
+        m.release(m.layout.finalNormBlock, .forward)
+        let V = c.vocabularySize
+        var logits = [Float](repeating: 0, count: V)
+        logits.withUnsafeMutableBufferPointer { out in
+            for (s, columns) in m.layout.vocabularyRows.enumerated() {
+                let b = m.layout.sliceBlocks(of: m.headWeight).lowerBound + s
+                m.acquire(b, .forward)
+                Linear.forward(out: out.baseAddress! + columns.lowerBound, ldOut: V, inp: w.h.pointer, ldIn: C,
+                               weight: m.sliceW(m.headWeight, s), bias: nil, N: 1, IC: C, OC: columns.count)
+                m.release(b, .forward)
+            }
+        }
         return logits
     }
 }

@@ -47,6 +47,17 @@ public struct LayoutEntry: Sendable, Equatable {
     public var name: String { role.name }
 }
 
+/// What a block of the layout holds (`ParameterLayout.blockKind`): ZeRO keeps one buffer per kind.
+public enum BlockKind: Sendable, Hashable {
+    /// A range of vocabulary rows of the token embedding or of an untied output head.
+    case vocabularySlice
+    /// GPT-2's learned position embedding.
+    case positionEmbedding
+    case layer
+    /// The final norm's weight (and bias).
+    case finalNorm
+}
+
 /// The layer-major layout of a model's parameters in one flat float buffer.
 ///
 /// The buffer is [embeddings | layer 0 | layer 1 | … | final norm, head]. Every layer is one contiguous
@@ -54,18 +65,46 @@ public struct LayoutEntry: Sendable, Equatable {
 /// a layer, and one call covers it. Gradients and optimizer moments use the same layout.
 /// Within a layer, q|k|v weights (and their biases) are adjacent, and so are the MLP's gate|up weights:
 /// they form one [out, in] matrix each and are multiplied by one GEMM.
+///
+/// The vocabulary-sized tensors (token embedding, untied output head) are cut into blocks of whole
+/// vocabulary rows (`vocabularyRows`), each about a layer block or smaller, so that no block — the
+/// unit ZeRO-3 gathers, and stages 2–3 reduce-scatter — is much larger than a layer. The tensors stay
+/// contiguous in the flat buffer (the cuts move no element).
 public struct ParameterLayout: Sendable {
     /// Slices start on 16-float (64-byte) boundaries.
     public static let alignment = 16
 
     public let config: ModelConfig
     public let entries: [LayoutEntry]
-    /// The embedding slice, each layer's slice, the tail (final norm, head) slice.
+    /// The embedding slice (token and position embeddings), each layer's slice, the tail (final norm,
+    /// head) slice.
     public let embeddingRange: Range<Int>
     public let layerRanges: [Range<Int>]
     public let tailRange: Range<Int>
     public let totalCount: Int
+    /// The row ranges of the vocabulary slices, the same for the token embedding and an untied head.
+    public let vocabularyRows: [Range<Int>]
+    /// The layout's blocks in order: the token embedding's vocabulary slices, GPT-2's position
+    /// embedding, the layers, the final norm, an untied head's vocabulary slices. A block is the unit
+    /// ZeRO shards, buckets and (at stage 3) gathers; the blocks tile the flat buffer.
+    public let blockRanges: [Range<Int>]
+    public let blockKinds: [BlockKind]
+    /// Block indices: the token embedding's slices, the position embedding's, the first layer's, the
+    /// final norm's, an untied head's slices (nil when tied).
+    public let tokenEmbeddingBlocks: Range<Int>
+    public let positionBlock: Int?
+    public let firstLayerBlock: Int
+    public let finalNormBlock: Int
+    public let outputHeadBlocks: Range<Int>?
     private let index: [TensorRole: Int]
+
+    /// How many vocabulary slices a model has: enough that each is at most about a layer block
+    /// (ceil(V·C / layer block)), one when the vocabulary fits in a layer or there are no layers.
+    public static func vocabularySliceCount(config c: ModelConfig, layerBlock: Int) -> Int {
+        guard layerBlock > 0 else { return 1 }
+        let total = c.vocabularySize * c.hiddenSize
+        return max(1, min(c.vocabularySize, (total + layerBlock - 1) / layerBlock))
+    }
 
     public init(config: ModelConfig) {
         let c = config
@@ -79,6 +118,7 @@ public struct ParameterLayout: Sendable {
         }
 
         add(.tokenEmbedding, [c.vocabularySize, C])
+        let tokenEnd = cursor
         if c.family == .gpt2 { align(); add(.positionEmbedding, [c.maxPositions, C]) }
         align()
         let embeddingRange = 0..<cursor
@@ -116,8 +156,36 @@ public struct ParameterLayout: Sendable {
         let tailStart = cursor
         add(.finalNormWeight, [C])
         if c.family == .gpt2 { add(.finalNormBias, [C]) }
-        if !c.tiedEmbeddings { align(); add(.outputHead, [c.vocabularySize, C]) }
+        var headStart: Int?
+        if !c.tiedEmbeddings { align(); headStart = cursor; add(.outputHead, [c.vocabularySize, C]) }
         align()
+
+        // Vocabulary slices of whole rows, balanced, each about a layer block at most.
+        let slices = Self.vocabularySliceCount(config: c, layerBlock: layerRanges.first?.count ?? 0)
+        let rows = (0..<slices).map { s in (s * c.vocabularySize / slices)..<((s + 1) * c.vocabularySize / slices) }
+        var blocks: [Range<Int>] = [], kinds: [BlockKind] = []
+        /// A tensor's slices from `start`; the last one runs to `end` (the padding after it).
+        func addSlices(start: Int, end: Int) -> Range<Int> {
+            let first = blocks.count
+            for (s, r) in rows.enumerated() {
+                blocks.append((start + r.lowerBound * C)..<(s == rows.count - 1 ? end : start + r.upperBound * C))
+                kinds.append(.vocabularySlice)
+            }
+            return first..<blocks.count
+        }
+        let tokenBlocks = addSlices(start: 0, end: c.family == .gpt2 ? tokenEnd : embeddingRange.upperBound)
+        var positionBlock: Int?
+        if c.family == .gpt2 {
+            positionBlock = blocks.count
+            blocks.append(tokenEnd..<embeddingRange.upperBound)
+            kinds.append(.positionEmbedding)
+        }
+        let firstLayerBlock = blocks.count
+        for r in layerRanges { blocks.append(r); kinds.append(.layer) }
+        let finalNormBlock = blocks.count
+        blocks.append(tailStart..<(headStart ?? cursor))
+        kinds.append(.finalNorm)
+        let headBlocks = headStart.map { addSlices(start: $0, end: cursor) }
 
         self.config = config
         self.entries = entries
@@ -125,27 +193,64 @@ public struct ParameterLayout: Sendable {
         self.layerRanges = layerRanges
         self.tailRange = tailStart..<cursor
         self.totalCount = cursor
+        self.vocabularyRows = rows
+        self.blockRanges = blocks
+        self.blockKinds = kinds
+        self.tokenEmbeddingBlocks = tokenBlocks
+        self.positionBlock = positionBlock
+        self.firstLayerBlock = firstLayerBlock
+        self.finalNormBlock = finalNormBlock
+        self.outputHeadBlocks = headBlocks
         self.index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.role, $0) })
     }
 
     public func contains(_ role: TensorRole) -> Bool { index[role] != nil }
 
-    /// The layout's blocks in order: 0 the embeddings, 1…L the layers, L+1 the tail. A block is the unit
-    /// ZeRO shards, buckets and (at stage 3) gathers.
-    public var blockRanges: [Range<Int>] { [embeddingRange] + layerRanges + [tailRange] }
-    public var blockCount: Int { layerRanges.count + 2 }
+    public var blockCount: Int { blockRanges.count }
 
-    /// The block a tensor belongs to.
-    public func block(of role: TensorRole) -> Int {
+    /// The block of layer `l`.
+    public func layerBlock(_ l: Int) -> Int { firstLayerBlock + l }
+
+    /// Whether a tensor is cut into vocabulary slices (several blocks).
+    public func isSliced(_ role: TensorRole) -> Bool {
         switch role {
-        case .tokenEmbedding, .positionEmbedding: 0
-        case .layer(let l, _): l + 1
-        case .finalNormWeight, .finalNormBias, .outputHead: layerRanges.count + 1
+        case .tokenEmbedding, .outputHead: true
+        default: false
         }
     }
 
-    /// The tensors of a block, in layout order.
-    public func entries(inBlock b: Int) -> [LayoutEntry] { entries.filter { block(of: $0.role) == b } }
+    /// The blocks of a sliced tensor (token embedding, untied output head), one per vocabulary slice.
+    public func sliceBlocks(of role: TensorRole) -> Range<Int> {
+        switch role {
+        case .tokenEmbedding: return tokenEmbeddingBlocks
+        case .outputHead:
+            guard let h = outputHeadBlocks else { preconditionFailure("head.weight is not in this (tied) layout") }
+            return h
+        default: preconditionFailure("\(role.name) is not cut into vocabulary slices")
+        }
+    }
+
+    /// The block a tensor that is not sliced belongs to (a sliced one: `sliceBlocks(of:)`).
+    public func block(of role: TensorRole) -> Int {
+        switch role {
+        case .tokenEmbedding, .outputHead:
+            let blocks = sliceBlocks(of: role)
+            precondition(blocks.count == 1, "\(role.name) spans blocks \(blocks); use sliceBlocks(of:)")
+            return blocks.lowerBound
+        case .positionEmbedding: return positionBlock!
+        case .layer(let l, _): return layerBlock(l)
+        case .finalNormWeight, .finalNormBias: return finalNormBlock
+        }
+    }
+
+    /// The blocks a tensor's elements lie in.
+    public func blocks(of role: TensorRole) -> Range<Int> {
+        isSliced(role) ? sliceBlocks(of: role) : block(of: role)..<(block(of: role) + 1)
+    }
+
+    /// The tensors with elements in block `b`, in layout order (whole entries: a sliced tensor's entry
+    /// is listed in each of its blocks; clamp its range to the block's).
+    public func entries(inBlock b: Int) -> [LayoutEntry] { entries.filter { blocks(of: $0.role).contains(b) } }
 
     public subscript(role: TensorRole) -> LayoutEntry {
         guard let i = index[role] else { preconditionFailure("\(role.name) is not in this \(config.family.rawValue) layout") }

@@ -206,8 +206,8 @@ public final class LoRAAdapters: @unchecked Sendable {
             let m = a.module
             let A = storage.pointer + a.aOffset, B = storage.pointer + a.bOffset
             // The module's rows are consecutive in the layout: parts of a fused group are adjacent.
-            model.acquire(m.layer + 1, .forward)
-            defer { model.release(m.layer + 1, .forward) }
+            model.acquire(model.layout.layerBlock(m.layer), .forward)
+            defer { model.release(model.layout.layerBlock(m.layer), .forward) }
             let w = model.p(.layer(m.layer, m.parts[0]))
             for i in 0..<m.outFeatures {
                 for j in 0..<m.inFeatures {

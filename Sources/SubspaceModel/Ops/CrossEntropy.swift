@@ -53,4 +53,81 @@ public enum CrossEntropy {
             return partial.reduce(0, +)
         }
     }
+
+    // MARK: A vocabulary slice at a time (online softmax)
+
+    /// Resets the per-row statistics before the first slice: running max −∞, running sum 0.
+    public static func beginSlices(rowMax: FloatPointer, rowSum: FloatPointer, N: Int) {
+        rowMax.update(repeating: -.infinity, count: N)
+        rowSum.update(repeating: 0, count: N)
+    }
+
+    /// Adds one vocabulary slice's logits (`columns` of the vocabulary, row stride `ld`) to each counted
+    /// row's running max and running Σ exp(logit − max) (online softmax: the sum is rescaled when the max
+    /// grows), and keeps the target's logit when it falls in the slice. Rows are independent, so the
+    /// result does not depend on the thread count.
+    public static func accumulate(
+        logits: ConstFloatPointer, ld: Int, columns: Range<Int>, targets: UnsafePointer<Int32>, N: Int,
+        rowMax: FloatPointer, rowSum: FloatPointer, targetLogit: FloatPointer
+    ) {
+        let V = columns.count
+        Parallel.rows(N, minimumPerChunk: 4) { rows in
+            for n in rows {
+                let target = Int(targets[n])
+                guard target >= 0 else { continue }
+                let x = logits + n * ld
+                var sliceMax = -Float.infinity
+                for j in 0..<V { sliceMax = max(sliceMax, x[j]) }
+                var m = rowMax[n]
+                if sliceMax > m {
+                    if m > -.infinity { rowSum[n] *= FastMath.exp(m - sliceMax) }
+                    m = sliceMax
+                    rowMax[n] = m
+                }
+                var total: Float = 0
+                for j in 0..<V { total += FastMath.exp(x[j] - m) }
+                rowSum[n] += total
+                if columns.contains(target) { targetLogit[n] = x[target - columns.lowerBound] }
+            }
+        }
+    }
+
+    /// After the last slice: each counted row's log Σ exp (into `rowMax`'s place: `logSumExp`) and loss
+    /// (0 when ignored), and the Σ of the losses in row order (double).
+    public static func finishSlices(
+        targets: UnsafePointer<Int32>, N: Int, V: Int, rowMax: ConstFloatPointer, rowSum: ConstFloatPointer,
+        targetLogit: ConstFloatPointer, logSumExp: FloatPointer, losses: UnsafeMutablePointer<Double>
+    ) -> Double {
+        var sum = 0.0
+        for n in 0..<N {
+            let target = Int(targets[n])
+            guard target >= 0 else { losses[n] = 0; logSumExp[n] = 0; continue }
+            precondition(target < V, "target \(target) outside the vocabulary (\(V))")
+            let lse = logf(rowSum[n]) + rowMax[n]
+            logSumExp[n] = lse
+            let loss = Double(lse - targetLogit[n])
+            losses[n] = loss
+            sum += loss
+        }
+        return sum
+    }
+
+    /// ∂L/∂logits of one vocabulary slice for L = gradientScale · Σ losses: (softmax − onehot) · scale,
+    /// softmax = exp(logit − logSumExp) (zero rows for ignored positions). `dlogits` may be `logits`.
+    public static func sliceGradient(
+        logits: ConstFloatPointer, dlogits: FloatPointer, ld: Int, columns: Range<Int>, targets: UnsafePointer<Int32>,
+        logSumExp: ConstFloatPointer, N: Int, gradientScale: Float
+    ) {
+        let V = columns.count
+        Parallel.rows(N, minimumPerChunk: 4) { rows in
+            for n in rows {
+                let target = Int(targets[n])
+                let d = dlogits + n * ld
+                guard target >= 0 else { d.update(repeating: 0, count: V); continue }
+                let x = logits + n * ld, lse = logSumExp[n]
+                for j in 0..<V { d[j] = FastMath.exp(x[j] - lse) * gradientScale }
+                if columns.contains(target) { d[target - columns.lowerBound] -= gradientScale }
+            }
+        }
+    }
 }

@@ -29,12 +29,19 @@ final class ActivationBuffers {
     /// Rows of the output head per chunk: the head and the loss run chunk by chunk in both modes (so the
     /// float sums are the same with and without checkpointing).
     let headRows: Int
-    /// All logits [N, V], when kept (no checkpointing, or a forward without targets); backward writes
-    /// their gradient in place of them. Otherwise one chunk [headRows, V], logits then their gradient.
+    /// All logits, when kept (no checkpointing, or a forward without targets), vocabulary slice by slice
+    /// ([N, V_s] for each slice in turn); backward writes their gradient in place of them. Otherwise one
+    /// tile [headRows, V_s] (the widest slice), logits then their gradient.
     var logits: Buffer?
     var logitsChunk: Buffer?
+    /// Per row: the online softmax's running max and Σ exp over the slices seen, the target's logit,
+    /// and after the last slice log Σ exp (what backward's ∂logits need), [N] each.
+    var rowMax: Buffer, rowSum: Buffer, targetLogit: Buffer, logSumExp: Buffer
     /// Whether `logits` holds the last forward's logits (false after backward overwrote them).
     var logitsValid = false
+    /// Whether the head's backward left every tile's ∂L/∂logits in `logits` (read by the tied embedding's
+    /// weight gradient at the end of backward; otherwise it recomputes them).
+    var headGradientsKept = false
     /// Each position's cross-entropy (0 where ignored), from the last forward with targets.
     var positionLosses: [Double]
 
@@ -77,6 +84,7 @@ final class ActivationBuffers {
         finalNorm = Buffer(capacity: N * C); finalMean = Buffer(capacity: N); finalRstd = Buffer(capacity: N)
         self.headRows = headRows
         positionLosses = [Double](repeating: 0, count: N)
+        rowMax = Buffer(capacity: N); rowSum = Buffer(capacity: N); targetLogit = Buffer(capacity: N); logSumExp = Buffer(capacity: N)
     }
 
     /// The whole-logits buffer, made on first use.
@@ -87,8 +95,8 @@ final class ActivationBuffers {
         return b
     }
 
-    /// The one-chunk logits buffer, made on first use.
-    func chunkLogits(vocabulary V: Int) -> Buffer {
+    /// The one-tile logits buffer ([headRows, widest slice]), made on first use.
+    func chunkLogits(sliceWidth V: Int) -> Buffer {
         if let logitsChunk { return logitsChunk }
         let b = Buffer(capacity: headRows * V)
         logitsChunk = b

@@ -29,21 +29,20 @@ extension Transformer {
 
         profiler?.inBackward = true
         defer { profiler?.inBackward = false }
-        acquire(0, .backward)
-        acquire(L + 1, .backward)
         // Loss → logits → final norm.
         dNorm.update(repeating: 0, count: N * C)
         headBackward(a, scale: scale, dNorm: dNorm)
+        acquire(layout.finalNormBlock, .backward)
         timed(.norm) {
             dResidual.update(repeating: 0, count: N * C)
             normBackward(dinp: dResidual, dout: dNorm, inp: a.residual[L].pointer, mean: a.finalMean.pointer,
                          rstd: a.finalRstd.pointer, weight: .finalNormWeight, bias: .finalNormBias, N: N)
         }
-        release(L + 1, .backward)
+        release(layout.finalNormBlock, .backward)
 
         for l in stride(from: L - 1, through: 0, by: -1) {
-            acquire(l + 1, .backward)
-            defer { release(l + 1, .backward) }
+            acquire(layout.layerBlock(l), .backward)
+            defer { release(layout.layerBlock(l), .backward) }
             if a.checkpointing == .layers {
                 // The same forward, from the kept input, with the same dropout masks, up to what backward reads.
                 layers[l].forward(self, x: a.residual[l].pointer, next: a.residual[l + 1].pointer, s: a.layer(l),
@@ -58,12 +57,6 @@ extension Transformer {
             Dropout.backward(out: out.pointer, dout: dResidual, mask: mask.pointer, count: N * C)
             dEmbedding = out.pointer
         }
-        timed(.embedding) {
-            a.ids.withUnsafeBufferPointer { ids in
-                Embedding.backward(dwte: g(.tokenEmbedding), dwpe: g(.positionEmbedding), dout: dEmbedding,
-                                   ids: ids.baseAddress!, B: B, T: T, C: C)
-            }
-        }
-        release(0, .backward)
+        embeddingBackward(a, dEmbedding: dEmbedding, scale: scale)
     }
 }

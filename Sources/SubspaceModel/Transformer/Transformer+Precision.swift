@@ -96,6 +96,15 @@ extension Transformer {
         return LinearWeight(fp32: fp32, bf16: copy + (layout.offset(role) - layout.blockRanges[b].lowerBound), scratch: low.scratch)
     }
 
+    /// Vocabulary slice `s` of a sliced tensor as a linear weight ([V_s, C]), with its bf16 copy in bf16.
+    func sliceW(_ role: TensorRole, _ s: Int) -> LinearWeight {
+        let b = layout.sliceBlocks(of: role).lowerBound + s
+        let fp32 = parameterBase[b]
+        guard let low = lowPrecision else { return LinearWeight(fp32) }
+        guard let copy = low.blocks[b] else { preconditionFailure("bf16 copy of block \(b) missing for \(role.name) slice \(s)") }
+        return LinearWeight(fp32: fp32, bf16: copy, scratch: low.scratch)
+    }
+
     /// After `acquire`: converts the block unless its copy was made from the same parameters (address
     /// and version).
     func convertAcquired(_ b: Int) {

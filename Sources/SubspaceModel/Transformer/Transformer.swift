@@ -153,19 +153,30 @@ public final class Transformer: @unchecked Sendable {
         return gradientBase[b].map { $0 + (layout.offset(role) - layout.blockRanges[b].lowerBound) }
     }
 
+    /// Vocabulary slice `s` of a sliced tensor (token embedding, untied head) in its block now in use:
+    /// its first row (row `layout.vocabularyRows[s].lowerBound` of the tensor).
+    func sliceP(_ role: TensorRole, _ s: Int) -> FloatPointer { parameterBase[layout.sliceBlocks(of: role).lowerBound + s] }
+    /// Its gradient, or nil when the tensor is frozen or the block was acquired without gradients.
+    func sliceG(_ role: TensorRole, _ s: Int) -> FloatPointer? {
+        frozen.contains(role) ? nil : gradientBase[layout.sliceBlocks(of: role).lowerBound + s]
+    }
+    /// Whether a tensor receives a gradient in this backward pass.
+    func needsGradient(_ role: TensorRole) -> Bool { trainsBaseWeights && layout.contains(role) && !frozen.contains(role) }
+
     /// Makes block `b` usable for `phase`: with a residency, asks it where the block's parameters (and,
-    /// in backward, gradients) are; otherwise they are slices of the flat buffers.
-    func acquire(_ b: Int, _ phase: BlockPhase) {
+    /// in backward unless `gradients` is false, gradients) are; otherwise they are slices of the flat
+    /// buffers. A block acquired in backward without gradients is released with phase `.forward`.
+    func acquire(_ b: Int, _ phase: BlockPhase, gradients: Bool = true) {
         if parameterBase.count != layout.blockCount {
             parameterBase = [FloatPointer](repeating: Transformer.unsetBlock, count: layout.blockCount)
             gradientBase = [FloatPointer?](repeating: nil, count: layout.blockCount)
         }
         if let residency {
             parameterBase[b] = residency.parameters(block: b, phase: phase)
-            gradientBase[b] = phase == .backward && trainsBaseWeights ? residency.gradients(block: b) : nil
+            gradientBase[b] = phase == .backward && gradients && trainsBaseWeights ? residency.gradients(block: b) : nil
         } else {
             parameterBase[b] = flatParameters.pointer + layout.blockRanges[b].lowerBound
-            gradientBase[b] = gradientStorage.map { $0.pointer + layout.blockRanges[b].lowerBound }
+            gradientBase[b] = gradients ? gradientStorage.map { $0.pointer + layout.blockRanges[b].lowerBound } : nil
         }
         convertAcquired(b)
     }
@@ -262,12 +273,8 @@ public final class Transformer: @unchecked Sendable {
             a.dropoutPass = pass
             layerDropout = LayerDropout(pass: pass, probability: dropout, branch: a.branch!.pointer)
         }
-        acquire(0, .forward)
         timed(.embedding) {
-            a.ids.withUnsafeBufferPointer { ids in
-                Embedding.forward(out: a.residual[0].pointer, ids: ids.baseAddress!, wte: p(.tokenEmbedding),
-                                  wpe: pOpt(.positionEmbedding), B: B, T: T, C: C)
-            }
+            a.ids.withUnsafeBufferPointer { ids in embed(out: a.residual[0].pointer, ids: ids.baseAddress!, B: B, T: T) }
         }
         if let layerDropout {
             Dropout.forward(x: a.residual[0].pointer, mask: a.embeddingMask!.pointer, stream: layerDropout.pass.split(0),
@@ -276,19 +283,18 @@ public final class Transformer: @unchecked Sendable {
         let attention = Attention(B: B, T: T, H: c.headCount, G: c.keyValueHeadCount, D: c.headDimension)
         let scratch = a.attentionScratch(count: attention.scratchCount)
         for l in 0..<L {
-            acquire(l + 1, .forward)
-            defer { release(l + 1, .forward) }
+            acquire(layout.layerBlock(l), .forward)
+            defer { release(layout.layerBlock(l), .forward) }
             layers[l].forward(self, x: a.residual[l].pointer, next: a.residual[l + 1].pointer, s: a.layer(l),
                               attention: .causal(attention, scratch: scratch), B: B, T: T, dropout: layerDropout, observe: true)
         }
-        acquire(L + 1, .forward)
+        acquire(layout.finalNormBlock, .forward)
         timed(.norm) {
             norm(out: a.finalNorm.pointer, mean: a.finalMean.pointer, rstd: a.finalRstd.pointer,
                  inp: a.residual[L].pointer, weight: .finalNormWeight, bias: .finalNormBias, N: N)
         }
+        release(layout.finalNormBlock, .forward)
         let total = headForward(a, withTargets: targets != nil)
-        release(L + 1, .forward)
-        release(0, .forward)
 
         guard let total else { lastLoss = nil; return nil }
         let valid = a.targets.withUnsafeBufferPointer { CrossEntropy.validCount($0.baseAddress!, N: N) }
@@ -305,7 +311,38 @@ public final class Transformer: @unchecked Sendable {
                 ? "logits are not kept by a forward with targets under activation checkpointing"
                 : "logits read after backward (it writes their gradient in place of them)")
         }
-        return Tensor(shape: [a.B, a.T, config.vocabularySize]) { $0.baseAddress!.update(from: logits.pointer, count: $0.count) }
+        // Kept vocabulary slice by slice ([N, V_s] each, in slice order): reassembled row by row.
+        let (N, V) = (a.N, config.vocabularySize)
+        return Tensor(shape: [a.B, a.T, V]) { out in
+            for columns in layout.vocabularyRows {
+                let slice = logits.pointer + N * columns.lowerBound
+                for n in 0..<N {
+                    (out.baseAddress! + n * V + columns.lowerBound).update(from: slice + n * columns.count, count: columns.count)
+                }
+            }
+        }
+    }
+
+    /// out[b,t,:] = token embedding (+ position embedding) of `ids`, a vocabulary slice at a time: each
+    /// slice's block is acquired in turn and gives the rows of the tokens in it (with GPT-2's position
+    /// embedding block acquired around them), so no more than one slice is in use at once.
+    func embed(out: FloatPointer, ids: UnsafePointer<Int32>, B: Int, T: Int, positionOffset: Int = 0) {
+        if let pb = layout.positionBlock { acquire(pb, .forward) }
+        for (s, rows) in layout.vocabularyRows.enumerated() {
+            let b = layout.tokenEmbeddingBlocks.lowerBound + s
+            acquire(b, .forward)
+            Embedding.forward(out: out, ids: ids, wte: sliceP(.tokenEmbedding, s), rows: rows, wpe: pOpt(.positionEmbedding),
+                              B: B, T: T, C: config.hiddenSize, positionOffset: positionOffset)
+            release(b, .forward)
+        }
+        if let pb = layout.positionBlock { release(pb, .forward) }
+    }
+
+    /// The blocks a forward pass acquires, in its order (what a rank that computes nothing walks to keep
+    /// in step with the others' gathers): position embedding, token slices, layers, final norm, head slices.
+    public var forwardBlockOrder: [Int] {
+        Array(layout.positionBlock.map { [$0] } ?? []) + Array(layout.tokenEmbeddingBlocks)
+            + (0..<config.layerCount).map(layout.layerBlock) + [layout.finalNormBlock] + Array(layout.sliceBlocks(of: headWeight))
     }
 
     func norm(out: FloatPointer, mean: FloatPointer, rstd: FloatPointer, inp: ConstFloatPointer,

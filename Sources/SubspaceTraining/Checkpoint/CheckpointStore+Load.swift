@@ -25,6 +25,10 @@ extension CheckpointStore {
         public let worldSize: Int
         public let zeroStage: Int
         public let lineage: RunLineage?
+        /// The blocks (global ranges of the flat layout) the writer's ranks split: the manifest's
+        /// `blocks`, or for a checkpoint written before vocabulary slices the partition of that time
+        /// (embeddings, each layer, the tail).
+        public let blocks: [Range<Int>]
         let tensors: [String: Any]
         let files: [[String: Any]]
         let extra: [String: String]
@@ -73,9 +77,24 @@ extension CheckpointStore {
             guard shape == e.shape else { throw fail("tensor '\(e.name)' has shape \(shape), the model needs \(e.shape)") }
         }
         if tensors.count != model.layout.entries.count { throw fail("holds \(tensors.count) tensors, the model has \(model.layout.entries.count)") }
+        let layout = model.layout
+        var blocks: [Range<Int>] = []
+        if let counts = manifest["blocks"] as? [Int] {
+            var cursor = 0
+            for n in counts {
+                guard n >= 0 else { throw fail("\(manifestName) has a block of \(n) elements") }
+                blocks.append(cursor..<(cursor + n))
+                cursor += n
+            }
+            guard cursor == layout.totalCount else {
+                throw fail("\(manifestName)'s blocks cover \(cursor) elements, this model's layout \(layout.totalCount) (another layout version?)")
+            }
+        } else {
+            blocks = [layout.embeddingRange] + layout.layerRanges + [layout.tailRange]
+        }
         let extra = manifest["extra"] as? [String: String] ?? [:]
         return Manifest(step: step, optimizerStep: optimizerStep, worldSize: worldSize, zeroStage: stage,
-                        lineage: extra["lineage"].flatMap(RunLineage.init(json:)), tensors: tensors, files: files, extra: extra)
+                        lineage: extra["lineage"].flatMap(RunLineage.init(json:)), blocks: blocks, tensors: tensors, files: files, extra: extra)
     }
 
     /// The lineage a checkpoint's manifest records, if it records one (read before anything is checked).
@@ -101,13 +120,15 @@ extension CheckpointStore {
         let (step, optimizerStep, tensors, files) = (inspected.step, inspected.optimizerStep, inspected.tensors, inspected.files)
         let r = engine.rank
 
-        // The writer's parts of each block (BlockShard's balanced split for its world size).
+        // The writer's parts of each of its blocks (BlockShard's balanced split for its world size; its
+        // blocks as the manifest records them, which need not be this layout's).
         let writers = inspected.worldSize
+        let mine = engine.shards.map { $0.owned[r] }.filter { !$0.isEmpty }
         let neededFiles = (0..<writers).filter { w in
-            (w == 0 && model.adapters != nil) || engine.shards.contains { s in
-                let local = ShardPlan(total: s.count, parts: writers).range(of: w)
-                let theirs = (s.range.lowerBound + local.lowerBound)..<(s.range.lowerBound + local.upperBound)
-                return !theirs.clamped(to: s.owned[r]).isEmpty
+            (w == 0 && model.adapters != nil) || inspected.blocks.contains { block in
+                let local = ShardPlan(total: block.count, parts: writers).range(of: w)
+                let theirs = (block.lowerBound + local.lowerBound)..<(block.lowerBound + local.upperBound)
+                return mine.contains { !theirs.clamped(to: $0).isEmpty }
             }
         }
         let neededNames = Set(neededFiles.map { String(format: "rank-%05d-of-%05d.safetensors", $0, writers) })

@@ -95,6 +95,8 @@ public struct CheckpointStore {
             "format": Self.format, "step": step, "optimizer_step": engine.adam.step,
             "world_size": engine.communicator.size, "zero_stage": engine.stage,
             "model": model.config.hfConfig, "tensors": tensors,
+            // The block partition the ranks' parts follow (a reader finds the writer's parts from it).
+            "blocks": model.layout.blockRanges.map(\.count),
         ]
         if let a = model.adapters {
             manifest["lora"] = ["r": a.config.rank, "alpha": Double(a.config.alpha), "modules": a.adapters.map(\.module.path)]

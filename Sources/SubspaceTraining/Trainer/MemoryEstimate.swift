@@ -43,13 +43,16 @@ public struct MemoryEstimate: Sendable {
         // stage shards them.
         let parameterShare = zeroStage >= 3 ? 1 / W : 1, gradientShare = zeroStage >= 2 ? 1 / W : 1, momentShare = zeroStage >= 1 ? 1 / W : 1
         let perParameter = 4 * (parameterShare + trainableFraction * (gradientShare + 2 * momentShare))
-        // ZeRO's buffers (ZeroEngine): stage 3 gathers each kind of block (embeddings, a layer, the tail)
-        // into a buffer of its own, and stages 2–3 take trainable blocks' gradients in one; stages 1–2
-        // gather updated parameters through a packed block and this rank's part of one; accumulation
-        // (not counted) adds this rank's part of a block. Stages 0–1 reduce gradient buckets in place.
-        let tail = 2 * C + (c.tiedEmbeddings ? 0 : V * C)
-        let embeddingBlock = V * C + (c.usesRotary ? 0 : P * C)
-        let blocks = embeddingBlock + perLayer + tail, largest = max(embeddingBlock, perLayer, tail)
+        // ZeRO's buffers (ZeroEngine): stage 3 gathers each kind of block (a vocabulary slice of the
+        // embedding or head — ParameterLayout cuts them into ceil(V·C / layer) slices —, a layer, a small
+        // block: position embedding or final norm) into a buffer of its own, and stages 2–3 take trainable
+        // blocks' gradients in one; stages 1–2 gather updated parameters through a packed block and this
+        // rank's part of one; accumulation (not counted) adds this rank's part of a block. Stages 0–1
+        // reduce gradient buckets in place.
+        let slices = L > 0 ? max(1, min(V, (V * C / perLayer).rounded(.up))) : 1
+        let slice = (V / slices).rounded(.up) * C, sliceWidth = (V / slices).rounded(.up)
+        let small = max(2 * C, c.usesRotary ? 0 : P * C)
+        let blocks = slice + perLayer + small, largest = max(slice, perLayer, small)
         var buffers = 0.0
         if zeroStage == 3 { buffers += blocks * (1 + trainableFraction) }
         if zeroStage == 2 { buffers += blocks * trainableFraction }
@@ -62,7 +65,8 @@ public struct MemoryEstimate: Sendable {
         let attention = kept * B * H * T * 4
         let perRow = (checkpointing == .layers ? L * C : 0)
             + kept * (4 * C + (Q + 2 * KV) + Q + (c.gatedMLP ? 3 : 2) * I + (dropout ? 2 * C : 0)) + 3 * C + 2 * Q + 2 * KV + 4 * I
-        let logitRows = checkpointing == .layers ? min(B * T, max(256, Double((1 << 24) / max(c.vocabularySize, 1)))) : B * T
+        // All logits [B·T, V] without checkpointing; with it one tile of rows × the widest vocabulary slice.
+        let logitRows = checkpointing == .layers ? min(B * T, max(256, Double((1 << 24) / max(c.vocabularySize, 1)))) * sliceWidth / V : B * T
         let (v, w, l, b, t) = (c.vocabularySize, c.hiddenSize, c.layerCount, microBatch, sequence)
         var terms = [
             Term(key: keys.vocab, what: "embeddings and their optimizer state (\(keys.vocab) \(v) × \(keys.width) \(w))",
@@ -76,7 +80,7 @@ public struct MemoryEstimate: Sendable {
                  bytes: N * perRow * 4, kind: .activations),
             Term(key: keys.vocab, what: "logits, their gradient in place (\(keys.batch) \(b) × \(keys.sequence) \(t) × \(keys.vocab) \(v))",
                  bytes: logitRows * V * 4, kind: .activations),
-            Term(key: keys.vocab, what: "ZeRO-\(zeroStage) block buffers (the embeddings block: \(keys.vocab) \(v) × \(keys.width) \(w))",
+            Term(key: keys.vocab, what: "ZeRO-\(zeroStage) block buffers (a vocabulary slice of \(keys.vocab) \(v) × \(keys.width) \(w), a layer)",
                  bytes: buffers * 4, kind: .buffers),
         ]
         if precision == .bf16 {

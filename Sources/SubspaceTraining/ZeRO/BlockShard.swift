@@ -29,7 +29,9 @@ struct BlockShard {
             let local = plan.range(of: r)
             return (range.lowerBound + local.lowerBound)..<(range.lowerBound + local.upperBound)
         }
-        let segments = entries.filter(trainable).map { (range: $0.range, decay: $0.shape.count >= 2) }
+        // A tensor cut into vocabulary slices contributes the part in this block.
+        let segments = entries.filter(trainable).map { (range: $0.range.clamped(to: range), decay: $0.shape.count >= 2) }
+            .filter { !$0.range.isEmpty }
         self.owned = owned
         self.segments = segments
         packedCounts = owned.map { o in segments.reduce(0) { $0 + $1.range.clamped(to: o).count } }

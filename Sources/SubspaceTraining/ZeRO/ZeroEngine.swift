@@ -15,8 +15,9 @@ import SubspaceModel
 /// - Stage 3: parameters are sharded as well: each rank keeps only its part of every block, and a
 ///   block is all-gathered into a block-sized buffer just before its forward and again before its
 ///   backward. The model has no full parameter buffer (`Transformer.releaseParameterStorage`): a rank
-///   holds its shards, one buffer per kind of block (embeddings, a layer, the tail) for parameters and
-///   one for gradients, and nothing of full size (`residentBytes`). Shards are filled in place
+///   holds its shards, one buffer per kind of block (a vocabulary slice of the embedding or head, a
+///   layer, a small block) for parameters and one for gradients, and nothing larger than about a layer
+///   (`residentBytes`). Shards are filled in place
 ///   (`loadParameters`: a fresh initialisation or an HF folder, range by range).
 ///
 /// Frozen tensors are never communicated as gradients, have no moments and are not updated. LoRA
@@ -46,7 +47,7 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
     /// Stage 3: this rank's parameters per block (its whole owned range, frozen elements included).
     var ownedParameters: [TensorStorage] = []
     /// Stages 2–3: block-sized buffers for parameters (stage 3) and gradients, one per kind of block
-    /// (embeddings, layers, tail): at most one layer is materialised at a time.
+    /// (vocabulary slice, layer, small block): at most one layer or slice is materialised at a time.
     var parameterBuffers: [Int: TensorStorage] = [:], gradientBuffers: [Int: TensorStorage] = [:]
     /// Stages 1–2 (gathering updated parameters): a packed block and this rank's packed part; stages
     /// 2–3 with gradient accumulation: this rank's reduced part before it is added. Allocated on first use.
@@ -178,15 +179,27 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
         return s
     }
 
-    /// Buffer slot for a block: 0 embeddings, 1 any layer, 2 tail.
-    func slot(_ b: Int) -> Int { b == 0 ? 0 : (b == shards.count - 1 ? 2 : 1) }
+    /// Buffer slot for a block: 0 a vocabulary slice, 1 a layer, 2 a small block (position embedding,
+    /// final norm); at most one block of each is in use at a time.
+    func slot(_ b: Int) -> Int {
+        switch model.layout.blockKinds[b] {
+        case .vocabularySlice: 0
+        case .layer: 1
+        case .positionEmbedding, .finalNorm: 2
+        }
+    }
+
+    /// Elements of a slot's buffer: its largest block.
+    func slotCount(_ slot: Int) -> Int {
+        shards.indices.filter { self.slot($0) == slot }.map { shards[$0].count }.max() ?? 1
+    }
 
     // MARK: BlockResidency (stages 2–3)
 
     public func parameters(block b: Int, phase: BlockPhase) -> UnsafeMutablePointer<Float> {
         let s = shards[b]
         guard stage == 3 else { return model.flatBlock(b) }
-        let buffer = parameterBuffers[slot(b)] ?? TensorStorage(capacity: s.count)
+        let buffer = parameterBuffers[slot(b)] ?? TensorStorage(capacity: slotCount(slot(b)))
         parameterBuffers[slot(b)] = buffer
         let own = ownedParameters[b]
         let input = UnsafeBufferPointer(start: own.pointer, count: s.owned[rank].count)
@@ -201,7 +214,7 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
         let s = shards[b]
         // Stages 0–1 accumulate in the model's full gradient buffer (across micro-batches too).
         if stage < 2 { return model.gradientStorage!.pointer + s.range.lowerBound }
-        let buffer = gradientBuffers[slot(b)] ?? TensorStorage(capacity: s.count)
+        let buffer = gradientBuffers[slot(b)] ?? TensorStorage(capacity: slotCount(slot(b)))
         gradientBuffers[slot(b)] = buffer
         buffer.pointer.update(repeating: 0, count: s.count)
         return buffer.pointer
