@@ -10,6 +10,10 @@ import SubspaceCore
         ModelConfig(family: .gpt2, vocabularySize: 37, hiddenSize: 16, layerCount: 2, headCount: 4, maxPositions: 12),
         ModelConfig(family: .llama, vocabularySize: 29, hiddenSize: 16, layerCount: 2, headCount: 4, keyValueHeadCount: 2,
                     intermediateSize: 24, maxPositions: 8),
+        // Vocabularies of several layer blocks: the embedding (and llama's untied head) in vocabulary slices.
+        ModelConfig(family: .gpt2, vocabularySize: 500, hiddenSize: 16, layerCount: 2, headCount: 4, maxPositions: 12),
+        ModelConfig(family: .llama, vocabularySize: 400, hiddenSize: 16, layerCount: 2, headCount: 4, keyValueHeadCount: 2,
+                    intermediateSize: 24, maxPositions: 8),
     ]
 
     func temporary() -> String {
