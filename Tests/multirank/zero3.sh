@@ -7,7 +7,9 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 make_corpus
 
-COMMON=(--set data.path="$WORK/corpus" --set model.layers=2 --set model.width=32 --set model.heads=4 --set model.context=32
+# Width 16 and vocabulary 512: the embedding is three vocabulary slices (blocks of their own), the corpus's
+# tokens falling in two of them.
+COMMON=(--set data.path="$WORK/corpus" --set model.layers=2 --set model.width=16 --set model.vocab=512 --set model.heads=4 --set model.context=32
         --set data.sequence=32 --set training.global_batch=4 --set training.micro_batch=2 --set training.warmup=1
         --set evaluation.every=0 --set evaluation.sequences=4 --set checkpoint.every=2 --set checkpoint.keep=2)
 train() { local np="$1" out="$2"; shift 2; local_mpirun "$np" "$SUBSPACE" train --config "$ROOT/configs/base.yaml" "${COMMON[@]}" --set run.output="$out" "$@" > "$out.log" 2>&1; }

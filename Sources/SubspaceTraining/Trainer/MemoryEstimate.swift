@@ -85,7 +85,7 @@ public struct MemoryEstimate: Sendable {
         ]
         if precision == .bf16 {
             // bf16 copies of the weights (Transformer+Precision): every block's, kept until the parameters change,
-            // or under ZeRO-3 only the blocks gathered at once (embeddings, a layer, the tail), frozen ones too.
+            // or under ZeRO-3 only the blocks gathered at once (a vocabulary slice, a layer, a small block), frozen ones too.
             let copies = zeroStage == 3 ? blocks : embedding + layers + 2 * C
             terms.append(Term(key: keys.precision, what: "bf16 copies of the weights (\(keys.precision) bf16\(zeroStage == 3 ? ", the blocks in use" : ""))",
                               bytes: 2 * copies, kind: zeroStage == 3 ? .buffers : .states))
