@@ -15,7 +15,8 @@ public final class Transformer: @unchecked Sendable {
     /// buffer then is a programming error, not a silent full-size allocation.
     ///
     /// Whoever asks for the buffer may write it, so asking counts as a change of the parameters
-    /// (`parametersChanged()`): bf16 copies are remade from it at their next use.
+    /// (`parametersChanged()`): bf16 copies are remade from it at their next use. A pointer kept across
+    /// passes and written later needs its own `parametersChanged()` after the write.
     public var parameterStorage: TensorStorage {
         parametersChanged()
         return flatParameters
