@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SubspaceAnalysis
 import SubspaceDistributed
+import SubspaceModel
 @testable import SubspaceTraining
 @testable import SubspaceStudies
 import SubspaceTestSupport
@@ -16,6 +17,7 @@ import SubspaceTestSupport
                                           overrides: ["study.seeds=[4, 5, 6]", "study.threshold=0.3", "study.subspace_rank=null"])
         #expect(c.seeds == [4, 5, 6] && c.threshold == 0.3 && c.subspaceRank == nil)
         #expect(c.seeds.count >= 3 && c.baseSeed != c.controlSeed)
+        #expect(c.grownWidth == 128 && c.grownSteps >= 1)
         // The resolved YAML reads back to the same settings.
         let folder = try TestFiles.temporaryFolder("lorax-config")
         defer { TestFiles.cleanUp(folder) }
@@ -34,6 +36,8 @@ import SubspaceTestSupport
         #expect(message("study:\n  lora_steps: ten\n").contains("study.lora_steps: must be an integer"))
         #expect(message("study:\n  control_seed: 1\n").contains("study.control_seed"))
         #expect(message("study:\n  seeds: []\n").contains("study.seeds"))
+        #expect(message("study:\n  grown_steps: 0\n").contains("study.grown_steps"))
+        #expect(message("study:\n  grown_width: wide\n").contains("study.grown_width: must be an integer"))
         #expect(message("training:\n  steps: 1\n").contains("one top-level section 'study:'"))
         #expect(message("study: {}\n", ["study.threshold=2"]).contains("threshold must be in [0, 1]"))
     }
@@ -58,6 +62,8 @@ import SubspaceTestSupport
         c.continueSteps = 2
         c.loraSteps = 3
         c.seeds = [1, 2]
+        c.grownWidth = 64
+        c.grownSteps = 2
         c.evaluationSequences = 4
         c.exactMatchExamples = 4
         let config = c
@@ -72,12 +78,21 @@ import SubspaceTestSupport
             #expect(arms.contains(arm), "\(arm) missing from \(arms.sorted())")
         }
         #expect(r.arms.count == r.summaries.count * 2)
+        // The different-width arm: the grown base scored without an adapter, with one trained on it, and
+        // with the transferred one (under the threshold or forced).
+        #expect(arms.contains("grown/none") && arms.contains("grown/direct"), "\(arms.sorted())")
+        #expect(arms.contains("grown/transferred") || arms.contains("grown/transferred (threshold 0)"), "\(arms.sorted())")
+        let wide = try #require(r.similarities.first { $0.pair.hasPrefix("b0 → grown") })
+        #expect(wide.meanRatioU > 1, "\(wide)")
+        let grownAdapter = try PEFTAdapter.readConfig(folder: c.output + "/transfer-grown\(wide.refusal == nil ? "" : "-forced")-s1")
+        #expect(grownAdapter.rank == 8)
         let related = try #require(r.similarities.first { $0.pair.hasPrefix("b0 → b1") })
         let control = try #require(r.similarities.first { $0.pair == "b0 → control" })
         #expect(related.meanRatioU > 2 && related.defaultThresholdTransferred > 0, "\(related)")
         #expect(control.meanRatioU < 2 && control.refusal != nil, "\(control)")
         let files = try LoRAXStudyReport.write(r, to: c.output)
         for f in files { #expect(FileManager.default.fileExists(atPath: f), "\(f)") }
+        #expect(StudyFinding.read(folder: c.output)?.finding.contains("grown") == true)
         let html = try String(contentsOfFile: c.output + "/report.html", encoding: .utf8)
         #expect(html.contains("<svg") && html.contains("b0 → control"))
     }

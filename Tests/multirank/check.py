@@ -248,6 +248,26 @@ def same_transfer(a, b, rtol):
     return None
 
 
+def adapter_fits(adapter, model):
+    """Every lora_A is [r, in] and every lora_B [out, r] of the module's weight in the HF folder `model`."""
+    r = json.load(open(f"{adapter}/adapter_config.json"))["r"]
+    gpt2 = json.load(open(f"{model}/config.json"))["model_type"] == "gpt2"   # Conv1D weights are stored [in, out]
+    weights = {name: shape for name, (_, shape, _) in safetensors(f"{model}/model.safetensors").items()}
+    names = list(safetensors(f"{adapter}/adapter_model.safetensors").items())
+    if not names:
+        return "no adapter tensors"
+    for name, (_, shape, _) in names:
+        module, factor = name.removeprefix("base_model.model.").rsplit(".lora_", 1)
+        w = weights.get(module + ".weight")
+        if w is None:
+            return f"{name}: the model has no {module}.weight"
+        out, inp = (w[1], w[0]) if gpt2 else (w[0], w[1])
+        want = [r, inp] if factor.startswith("A") else [out, r]
+        if shape != want:
+            return f"{name}: shape {shape}, the target's {module} needs {want}"
+    return None
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     error = globals()[command.replace("-", "_")](*args)

@@ -39,10 +39,14 @@ fft:
   config: $ROOT/configs/teacher.yaml
   set: [training.steps=12, training.warmup=2, training.global_batch=8, training.micro_batch=4, evaluation.every=12,
         evaluation.sequences=8, evaluation.exact_match=0, checkpoint.every=12]
+  learning_rates: [0.001, 0.003]
+  max_extensions: 1
 lora:
   config: $ROOT/configs/student-lora.yaml
   set: [training.steps=12, training.warmup=2, training.global_batch=8, training.micro_batch=4, evaluation.every=12,
         evaluation.sequences=8, evaluation.exact_match=0, checkpoint.every=12]
+  learning_rates: [0.003, 0.01]
+  max_extensions: 1
 seeds: [1, 2, 3]
 evaluation_sequences: 16
 plasticity_sequences: 16
@@ -61,6 +65,19 @@ whats = {a['what'] for a in s['aggregates']}
 ok = len(s['seeds']) == 3 and 'spearman' in whats and any('overlap' in w for w in whats)
 ok = ok and all(len(a['pValues']) == 3 for a in s['aggregates'])
 sys.exit(0 if ok else 1)"
+    expect "each method's LR sweep: ≥ 2 rates on the first seed, the chosen rate over 3 seeds, its runs measured" python3 -c "
+import json, sys
+r = json.load(open('$WORK/study/results.json'))
+sw = r['sweeps']
+ok = [s['method'] for s in sw] == ['fft', 'lora']
+for s in sw:
+    chosen = [p for p in s['points'] if p['learningRate'] == s['bestLearningRate']]
+    ok = ok and len(s['points']) >= 2 and all(1 in p['seeds'] for p in s['points']) and len(chosen) == 1
+    ok = ok and sorted(chosen[0]['seeds']) == [1, 2, 3] and [x['seed'] for x in s['seedRuns']] == [1, 2, 3]
+    ok = ok and isinstance(s['bracketed'], bool) and (s['bracketed'] or 'not bracketed' in s['note'])
+sys.exit(0 if ok else 1)"
+    expect "report.md has the sweep table and finding.json a line" \
+        bash -c "grep -q 'Learning-rate sweeps' '$WORK/study/report.md' && grep -q 'swept rate' '$WORK/study/finding.json'"
     expect "heads.csv has 2 methods × 3 seeds × 8 heads" test "$(($(wc -l < "$WORK/study/heads.csv") - 1))" -eq 48
     # Same trained models, measured again at np = 1: identical tables and statistics.
     mkdir -p "$WORK/np2" && cp "$WORK/study/heads.csv" "$WORK/study/stats.json" "$WORK/np2/"

@@ -51,4 +51,14 @@ fi
 transfer 1 "$WORK/c/final" "$WORK/unrelated0" --threshold 0 || fail "lora-x unrelated, threshold 0"
 expect "unrelated pair: φ within 2× of chance" \
     json "$WORK/unrelated0/transfer.json" "all(0.5 < m['ratio_u'] < 2 and 0.5 < m['ratio_v'] < 2 for m in r['modules'])"
+
+# The different-width path: B0 grown to width 64 (function-preserving), the adapter carried to it at np=2.
+"$SUBSPACE" lora-x grow --model "$WORK/b0/final" --width 64 --output "$WORK/wide" > "$WORK/wide.log" 2>&1 \
+    || { fail "lora-x grow"; tail -5 "$WORK/wide.log"; }
+expect "grown model: width 64, 8 heads, MLP 256" \
+    json "$WORK/wide/config.json" "(r['n_embd'], r['n_head'], r['n_inner']) == (64, 8, 256)"
+transfer 2 "$WORK/wide" "$WORK/widex" --threshold 0 || { fail "lora-x to the grown model"; tail -5 "$WORK/widex.log"; }
+expect "grown target: every module mapped, φ_U far above chance" \
+    json "$WORK/widex/transfer.json" "r['transferred_count'] == len(r['modules']) > 0 and all(m['projection'] == 'mapped' and m['ratio_u'] > 2 for m in r['modules'])"
+expect "grown target: the adapter has the target's shapes (r kept)" $CHECK adapter_fits "$WORK/widex" "$WORK/wide"
 finish

@@ -58,7 +58,9 @@ public enum HeadsReport {
         if let s = r.statistics { try HeadImportanceFile.write(s, to: path("stats.json")) }
         try markdown(r).write(toFile: path("report.md"), atomically: true, encoding: .utf8)
         try html(r).write(toFile: path("report.html"), atomically: true, encoding: .utf8)
-        return ["heads.csv", "heads.jsonl", "results.json", "stats.json", "report.md", "report.html"].map(path)
+        try StudyFinding(study: "heads", title: "Attention heads under fine-tuning: importance, plasticity and update, FFT vs LoRA",
+                         report: "report.html", finding: finding(r), command: r.command).write(to: folder)
+        return ["heads.csv", "heads.jsonl", "results.json", "stats.json", "report.md", "report.html", "finding.json"].map(path)
     }
 
     // MARK: Text
@@ -92,6 +94,33 @@ public enum HeadsReport {
              String(format: "%.3g", mean(flat(s.fft.update.relative))), String(format: "%.3g", mean(flat(s.lora.update.relative)))]
         }
     }
+    /// Every learning rate each method's sweep tried: final validation loss over the seeds it was trained
+    /// with (the chosen rate: every seed), and whether the sweep bracketed its optimum.
+    static func sweepRows(_ r: HeadsResults) -> [[String]] {
+        (r.sweeps ?? []).flatMap { sw in
+            sw.points.map { p in
+                [sw.method.uppercased() == "FFT" ? "FFT" : "LoRA", String(format: "%.3g", p.learningRate), p.score?.formatted(4) ?? "–",
+                 String(p.seeds.count) + (p.diverged > 0 ? " (\(p.diverged) diverged)" : ""),
+                 p.learningRate == sw.bestLearningRate ? "chosen" : "",
+                 p.learningRate == sw.bestLearningRate ? (sw.bracketed ? "bracketed" : "NOT bracketed") + " — " + sw.note : ""]
+            }
+        }
+    }
+    static let sweepHeader = ["method", "learning rate", "final val loss (mean ± std)", "seeds", "", "optimum"]
+
+    /// One line for the index page: the chosen rates and how many statistics stand out from chance.
+    static func finding(_ r: HeadsResults) -> String {
+        let rates = (r.sweeps ?? []).map { sw in
+            "\(sw.method == "fft" ? "FFT" : "LoRA") lr \(String(format: "%.3g", sw.bestLearningRate))\(sw.bracketed ? "" : " (not bracketed)")"
+        }
+        let aggregates = r.statistics?.aggregates ?? []
+        let distinct = aggregates.filter { !$0.verdict.hasPrefix("not") }
+        let what = distinct.prefix(3).map { "\($0.method) \($0.x) vs \($0.y) \($0.what) \($0.value.formatted(2))" }
+        return "\(distinct.count) of \(aggregates.count) head statistics distinguishable from chance over \(r.seeds.count) seeds"
+            + (what.isEmpty ? "" : " (" + what.joined(separator: "; ") + ")")
+            + (rates.isEmpty ? "" : "; each method at its own swept rate: " + rates.joined(separator: ", "))
+    }
+
     static let runHeader = ["seed", "FFT val loss", "LoRA val loss", "FFT eval loss", "LoRA eval loss", "FFT mean U_rel", "LoRA mean U_rel"]
 
     static func flat(_ g: [[Double]]) -> [Double] { g.flatMap { $0 } }
@@ -120,6 +149,9 @@ public enum HeadsReport {
         md += "seeds \(r.seeds.map { String($0.seed) }.joined(separator: ", ")); evaluation set \(r.evaluationSequences) sequences; "
         md += "plasticity over \(r.plasticitySequences) training sequences; base eval loss \(String(format: "%.4f", r.before.loss)); "
         md += "measurements \(String(format: "%.1f", r.measureSeconds)) s on \(r.worldSize) rank(s).\n\n"
+        md += "## Learning-rate sweeps\n\nEach method's own log-spaced grid, extended one step past an edge while the best sits there; "
+        md += "each rate trained with the first seed, the best (lowest final validation loss) then with every seed — the runs measured below.\n\n"
+        md += table(sweepHeader, sweepRows(r)) + "\n"
         md += "## Runs\n\n" + table(runHeader, runRows(r)) + "\n"
         md += "## Statistics over seeds\n\n" + table(aggregateHeader, aggregateRows(r)) + "\n"
         md += "## Counter-examples\n\n" + table(counterHeader, counterRows(r)) + "\n"
@@ -146,6 +178,9 @@ public enum HeadsReport {
         body += "<p><code>\(escape(r.command))</code></p>\n"
         body += "<p>Base <code>\(escape(r.base))</code>: \(r.family), \(r.layers) layers × \(r.heads) heads (\(r.keyValueHeads) key/value heads); seeds "
         body += r.seeds.map { String($0.seed) }.joined(separator: ", ") + "; evaluation set \(r.evaluationSequences) sequences; plasticity over \(r.plasticitySequences) training sequences.</p>\n"
+        body += "<h2>Learning-rate sweeps</h2>\n<p>Each method's own log-spaced grid, extended one step past an edge while the best sits there; "
+        body += "each rate trained with the first seed, the best (lowest final validation loss) then with every seed — the runs measured below.</p>\n"
+        body += table(sweepHeader, sweepRows(r))
         body += "<h2>Runs</h2>\n" + table(runHeader, runRows(r))
         body += "<h2>Statistics over seeds</h2>\n" + table(aggregateHeader, aggregateRows(r), verdictColumn: 6)
         body += "<h2>Figures</h2>\n<div class=\"plots\">\n" + figures(r).joined(separator: "\n") + "</div>\n"

@@ -43,13 +43,28 @@ public struct HeadsStudy {
         }
         let fromBase = ["model.source=hf", "model.path=\(basePath)"] + sftOverrides
 
-        // Training runs: FFT and LoRA per seed.
-        var finals: [(seed: UInt64, fft: String, lora: String)] = []
-        for seed in c.seeds {
-            let fft = try runs.train("fft-seed\(seed)", config: c.fft.config, overrides: c.fft.set + fromBase + ["run.seed=\(seed)"], after: upstream)
-            let lora = try runs.train("lora-seed\(seed)", config: c.lora.config, overrides: c.lora.set + fromBase + ["run.seed=\(seed)"], after: upstream)
-            finals.append((seed, fft.final, lora.final))
+        // Training runs: each method's own learning-rate sweep (`Sweep`: bracketed where the grid allows),
+        // then the chosen rate over every seed; those runs are the ones measured.
+        var sweeps: [SweepResult] = []
+        func sweep(_ method: String, _ run: HeadsStudyConfig.Run) throws -> [UInt64: String] {
+            var settings = HeadsStudyConfig.sweep(run, seeds: c.seeds)
+            if settings.learningRates.isEmpty {
+                let lr = Double(try TrainConfig.load(path: run.config, overrides: run.set + fromBase).training.learningRate)
+                settings = SweepSettings(learningRates: [lr], maxExtensions: 0, seeds: c.seeds)
+            }
+            let result = try Sweep.run(method: method, settings: settings) { lr, seed in
+                let done = try runs.train("\(method)/lr-\(String(format: "%.3g", lr))/seed-\(seed)", config: run.config,
+                                          overrides: run.set + fromBase + ["run.seed=\(seed)", "training.learning_rate=\(lr)",
+                                                                           "training.min_learning_rate=\(lr / 10)"], after: upstream)
+                return (done.folder, try runs.finalMetric(done.folder))
+            }
+            sweeps.append(result)
+            context.say("\(method): learning rate \(String(format: "%.3g", result.bestLearningRate)) (\(result.note)); val loss \(result.score?.formatted(4) ?? "–")")
+            return Dictionary(uniqueKeysWithValues: result.seedRuns.map { ($0.seed, ($0.folder as NSString).appendingPathComponent("final")) })
         }
+        let fftRuns = try sweep("fft", c.fft)
+        let loraRuns = try sweep("lora", c.lora)
+        let finals: [(seed: UInt64, fft: String, lora: String)] = c.seeds.map { ($0, fftRuns[$0]!, loraRuns[$0]!) }
 
         // Data for the measurements, from the FFT config (tokenizer, sequence length).
         let trainConfig = try TrainConfig.load(path: c.fft.config, overrides: c.fft.set + fromBase)
@@ -89,6 +104,7 @@ public struct HeadsStudy {
                                    evaluationSequences: before.sequences, plasticitySequences: plasticity.sequences,
                                    before: before, plasticity: plasticity, seeds: seeds, measureSeconds: measureSeconds,
                                    worldSize: world.size)
+        results.sweeps = sweeps
         results.statistics = HeadsStatistics.compute(results, config: c)
         if context.isRoot {
             let files = try HeadsReport.write(results, config: c)
@@ -138,4 +154,6 @@ public struct HeadsResults: Codable, Sendable {
     public var measureSeconds: Double
     public var worldSize: Int
     public var statistics: HeadsStatistics.Summary? = nil
+    /// Each method's learning-rate sweep (FFT, then LoRA).
+    public var sweeps: [SweepResult]? = nil
 }

@@ -10,7 +10,18 @@ public struct HeadsStudyConfig: Sendable, Equatable {
     public struct Run: Sendable, Equatable {
         public var config: String
         public var set: [String]
-        public init(config: String, set: [String] = []) { self.config = config; self.set = set }
+        /// The method's own learning-rate grid (fft and lora only; log-spaced, `Sweep`): every rate trained
+        /// with the first seed, extended one grid step past an edge while the best sits there (at most
+        /// `maxExtensions` per side), the best by final validation loss then trained over every seed — those
+        /// runs are the ones measured. Empty: the config's training.learning_rate, no sweep.
+        public var learningRates: [Double] = []
+        public var maxExtensions = 2
+        public init(config: String, set: [String] = [], learningRates: [Double] = [], maxExtensions: Int = 2) {
+            self.config = config
+            self.set = set
+            self.learningRates = learningRates
+            self.maxExtensions = maxExtensions
+        }
     }
 
     /// Study folder: runs, tables, stats.json, report.md, report.html.
@@ -85,7 +96,9 @@ public struct HeadsStudyConfig: Sendable, Equatable {
         func run(_ v: Any?, _ key: String, into r: inout Run) throws {
             guard let v else { return }
             guard let d = v as? [String: Any] else { throw fail(key, "expected a mapping with config and set") }
-            for k in d.keys where !["config", "set", "model"].contains(k) || (k == "model" && key != "base") {
+            let sweepKeys = ["learning_rates", "max_extensions"]
+            for k in d.keys where !(["config", "set", "model"] + sweepKeys).contains(k) || (k == "model" && key != "base")
+                || (sweepKeys.contains(k) && key == "base") {
                 throw ConfigError(.unknownKey, source: source, key: "\(key).\(k)", "unknown key")
             }
             if let s = d["config"] as? String { r.config = s }
@@ -93,6 +106,17 @@ public struct HeadsStudyConfig: Sendable, Equatable {
                 guard let list = s as? [Any] else { throw fail("\(key).set", "expected a list of key=value strings") }
                 r.set = list.map { "\($0)" }
             }
+            if let v = d["learning_rates"], !(v is NSNull) {
+                guard let list = (v as? [Any])?.map({ ($0 as? Double) ?? ($0 as? Int).map(Double.init) }), list.allSatisfy({ $0 != nil }) else {
+                    throw fail("\(key).learning_rates", "expected a list of learning rates")
+                }
+                r.learningRates = list.map { $0! }
+            }
+            if let v = try int(d["max_extensions"], "\(key).max_extensions") { r.maxExtensions = v }
+        }
+        if let v = root["seeds"] {
+            guard let list = v as? [Int], !list.isEmpty, list.allSatisfy({ $0 >= 0 }) else { throw fail("seeds", "expected a non-empty list of seeds") }
+            c.seeds = list.map(UInt64.init)
         }
         if let v = root["output"] { guard let s = v as? String else { throw fail("output", "expected a path") }; c.output = s }
         try run(root["base"], "base", into: &c.baseRun)
@@ -112,9 +136,8 @@ public struct HeadsStudyConfig: Sendable, Equatable {
         }
         try run(root["fft"], "fft", into: &c.fft)
         try run(root["lora"], "lora", into: &c.lora)
-        if let v = root["seeds"] {
-            guard let list = v as? [Int], !list.isEmpty, list.allSatisfy({ $0 >= 0 }) else { throw fail("seeds", "expected a non-empty list of seeds") }
-            c.seeds = list.map(UInt64.init)
+        for (key, r) in [("fft", c.fft), ("lora", c.lora)] where !r.learningRates.isEmpty {
+            if let p = sweep(r, seeds: c.seeds).problems(prefix: key).first { throw ConfigError(.value, source: source, key: key, p) }
         }
         if let v = try int(root["evaluation_sequences"], "evaluation_sequences") { c.evaluationSequences = v }
         if let v = try int(root["plasticity_sequences"], "plasticity_sequences") { c.plasticitySequences = v }
@@ -136,6 +159,11 @@ public struct HeadsStudyConfig: Sendable, Equatable {
             throw fail(key, "must be ≥ 1, got \(value)")
         }
         return c
+    }
+
+    /// A method's sweep over the study's seeds.
+    public static func sweep(_ r: Run, seeds: [UInt64]) -> SweepSettings {
+        SweepSettings(learningRates: r.learningRates, maxExtensions: r.maxExtensions, seeds: seeds)
     }
 
     /// Everything that decides the measurements, for lineage digests.

@@ -111,6 +111,13 @@ public enum LoRAXStudy {
         try world.barrier()
 
         let baseCommon = c.common + ["data.kind=corpus", "data.path=\(c.corpus)", "evaluation.exact_match=0"]
+        if let width = c.grownWidth {
+            // A width that cannot grow B0's shape is an error now, not after B0 has trained.
+            let shape = try TrainConfig.load(path: c.baseConfig, overrides: baseCommon + ["model.source=new"]).modelShape()
+            do { _ = try WidthGrowth.grownConfig(shape, width: width) } catch let e as AnalysisError {
+                throw ConfigError(.value, source: "study", key: "study.grown_width", e.reason)
+            }
+        }
         let b0 = try stages.train("b0", config: c.baseConfig, overrides: baseCommon + [
             "model.source=new", "run.seed=\(c.baseSeed)", "training.steps=\(c.baseSteps)"])
         let b1 = try stages.train("b1", config: c.baseConfig, overrides: baseCommon + [
@@ -119,6 +126,16 @@ public enum LoRAXStudy {
             "training.warmup=\(min(10, c.continueSteps))"], after: [b0])
         let control = try stages.train("control", config: c.baseConfig, overrides: baseCommon + [
             "model.source=new", "run.seed=\(c.controlSeed)", "training.steps=\(c.baseSteps)"])
+        // The different-width arm: B0 grown to another width (function-preserving, WidthGrowth), then trained
+        // further like B1, so it is a related base of other shapes.
+        var grown: RunStages.Done? = nil
+        if let width = c.grownWidth {
+            let initial = try grow(b0, width: width, config: c, stages: stages, context: context)
+            grown = try stages.train("grown", config: c.baseConfig, overrides: baseCommon + [
+                "model.source=hf", "model.path=\(initial.final)", "run.seed=\(c.continueSeed)", "training.steps=\(c.grownSteps)",
+                "training.learning_rate=\(c.continueLearningRate)", "training.min_learning_rate=\(c.continueLearningRate / 10)",
+                "training.warmup=\(min(10, c.grownSteps))"], after: [initial])
+        }
 
         func lora(_ name: String, on base: RunStages.Done, seed: UInt64) throws -> RunStages.Done {
             try stages.train(name, config: c.loraConfig, overrides: c.common + [
@@ -157,6 +174,30 @@ public enum LoRAXStudy {
                     context.say("seed \(seed) b1 \(name): no module transferred")
                 }
             }
+            if let grown, let width = c.grownWidth {
+                let wide = try lora("lora-grown-s\(seed)", on: grown, seed: seed)
+                try score("grown", "none", model: grown, adapter: nil)
+                try score("grown", "direct", model: grown, adapter: wide.final)
+                let folder = stages.path("transfer-grown-s\(seed)")
+                if let report = try transfer(source: b0.final, target: grown.final, adapter: source.final, output: folder,
+                                             options: c.transferOptions, context: context) {
+                    try score("grown", "transferred", model: grown, adapter: folder, report: report)
+                    if i == 0 { similarities.append(summary("b0 → grown (width \(width))", report, refusal: nil, defaultCount: report.transferredCount)) }
+                } else {
+                    // Refused under the threshold: forced, to show what it would have done.
+                    var forced = c.transferOptions
+                    forced.threshold = 0
+                    let folder = stages.path("transfer-grown-forced-s\(seed)")
+                    if let report = try transfer(source: b0.final, target: grown.final, adapter: source.final, output: folder,
+                                                 options: forced, context: context) {
+                        try score("grown", "transferred (threshold 0)", model: grown, adapter: folder, report: report)
+                        if i == 0 {
+                            similarities.append(summary("b0 → grown (width \(width))", report,
+                                                        refusal: "no module was transferred under the threshold", defaultCount: 0))
+                        }
+                    }
+                }
+            }
             try score("control", "none", model: control, adapter: nil)
             try score("control", "copied", model: control, adapter: source.final)
             // The control under the study's threshold: expected to be refused (similarity at chance).
@@ -190,7 +231,13 @@ public enum LoRAXStudy {
             ("b1", "transferred", "b1", "copied", "projection vs copying the adapter unchanged (related target)"),
             ("b1", "transferred", "b1", "direct", "the transferred adapter against one trained on the target (ceiling)"),
             ("control", "transferred (threshold 0)", "control", "none", "the forced transfer on the unrelated control (vs no adapter)"),
-        ]
+            ("grown", "transferred", "grown", "none", "different width: the transferred adapter helps on the grown target (vs no adapter)"),
+            ("grown", "transferred (threshold 0)", "grown", "none", "different width: the forced transfer on the grown target (vs no adapter)"),
+            ("grown", "transferred", "grown", "direct", "different width: transferred vs trained on the grown target (ceiling)"),
+            ("grown", "transferred (threshold 0)", "grown", "direct", "different width: forced transfer vs trained on the grown target (ceiling)"),
+        ] + c.extraSubspaceRanks.map { k in
+            ("b1", "transferred-k\(k)", "b1", "copied", "k = \(k): the projection at this k vs copying the adapter unchanged")
+        }
         for (b, a, b2, a2, claim) in claims {
             for loss in [true, false] {
                 if let x = stat(b, a, loss), let y = stat(b2, a2, loss) {
@@ -200,6 +247,33 @@ public enum LoRAXStudy {
         }
         return LoRAXStudyResults(config: c.resolvedYAML, worldSize: world.size, arms: arms, summaries: summaries,
                                  similarities: similarities, verdicts: verdicts, wallSeconds: Date().timeIntervalSince(started))
+    }
+
+    /// B0 grown to `width` into `grown-init/final` (rank 0 writes; every rank has checked the width), a
+    /// stage skipped when done with the same inputs.
+    static func grow(_ b0: RunStages.Done, width: Int, config c: LoRAXStudyConfig, stages: RunStages,
+                     context: StudyContext) throws -> RunStages.Done {
+        let folder = stages.path("grown-init")
+        let lineage = RunStages.lineage("width-growth width=\(width) noise=\(c.grownNoise) seed=\(c.continueSeed)", after: [b0])
+        let done = RunStages.Done(folder: folder, lineage: lineage)
+        if try stages.isDone(folder, lineage: lineage, required: ["final"]) {
+            context.say("grown-init: done earlier (\(folder)), skipped")
+            return done
+        }
+        try stages.prepare(folder, name: "grown-init", lineage: lineage)
+        context.say("grown-init: B0 grown to width \(width) → \(done.final)")
+        let started = Date()
+        var failure: String? = nil
+        if context.isRoot {
+            do {
+                try WidthGrowth.grow(folder: b0.final, width: width, noise: Float(c.grownNoise), seed: c.continueSeed, output: done.final)
+            } catch { failure = "\(error)" }
+        }
+        var flag: [Int32] = [failure == nil ? 0 : 1]
+        try context.world.broadcast(&flag, root: 0)
+        if flag[0] != 0 { throw AnalysisError(file: done.final, "growing B0 to width \(width) failed on rank 0: \(failure ?? "see rank 0")") }
+        try stages.markDone(folder, name: "grown-init", lineage: lineage, seconds: Date().timeIntervalSince(started))
+        return done
     }
 
     static func summary(_ pair: String, _ r: LoRAXReport, refusal: String?, defaultCount: Int) -> LoRAXPairSimilarity {

@@ -25,6 +25,13 @@ public struct LoRAXStudyConfig: Sendable, Equatable {
     public var continueSteps = 200
     public var continueSeed: UInt64 = 7
     public var continueLearningRate = 0.001
+    /// The different-width arm (nil: none): B0 grown to this residual width (function-preserving,
+    /// `WidthGrowth`: new units appended, new readers' weights Gaussian with std `grownNoise`), then
+    /// trained further on the corpus for `grownSteps` steps with B1's seed and rate. Heads, key/value
+    /// heads and the MLP width scale with it; the head dimension is kept.
+    public var grownWidth: Int? = nil
+    public var grownSteps = 200
+    public var grownNoise = 0.02
     /// LoRA runs on the SFT task (on B0, and on B1 directly): steps, seeds (≥ 3 for a spread), rate.
     public var loraSteps = 300
     public var seeds: [UInt64] = [1, 2, 3]
@@ -42,7 +49,7 @@ public struct LoRAXStudyConfig: Sendable, Equatable {
     public init() {}
 
     static let keys = ["output", "base_config", "lora_config", "corpus", "sft", "common", "base_steps", "base_seed", "control_seed",
-                       "continue_steps", "continue_seed", "continue_learning_rate", "lora_steps", "seeds", "lora_learning_rate",
+                       "continue_steps", "continue_seed", "continue_learning_rate", "grown_width", "grown_steps", "grown_noise", "lora_steps", "seeds", "lora_learning_rate",
                        "subspace_rank", "threshold", "subspace_ranks", "svd", "evaluation_sequences", "exact_match_examples"]
 
     public var transferOptions: LoRAXOptions { LoRAXOptions(subspaceRank: subspaceRank, threshold: threshold, method: svd) }
@@ -103,6 +110,9 @@ public struct LoRAXStudyConfig: Sendable, Equatable {
         case "continue_steps": continueSteps = try int()
         case "continue_seed": continueSeed = try seed()
         case "continue_learning_rate": continueLearningRate = try double()
+        case "grown_width": grownWidth = try optional(int)
+        case "grown_steps": grownSteps = try int()
+        case "grown_noise": grownNoise = try double()
         case "lora_steps": loraSteps = try int()
         case "seeds":
             guard let list = value as? [Int], list.allSatisfy({ $0 >= 0 }) else { throw fail("must be a list of seeds (integers ≥ 0)") }
@@ -130,6 +140,9 @@ public struct LoRAXStudyConfig: Sendable, Equatable {
                        ("evaluation_sequences", evaluationSequences)] where v < 1 {
             out.append(("study.\(k)", "must be ≥ 1, got \(v)"))
         }
+        if grownSteps < 1 { out.append(("study.grown_steps", "must be ≥ 1, got \(grownSteps)")) }
+        if !(grownNoise >= 0 && grownNoise.isFinite) { out.append(("study.grown_noise", "must be a finite number ≥ 0")) }
+        if let w = grownWidth, w < 1 { out.append(("study.grown_width", "must be ≥ 1 (or null: no different-width arm), got \(w)")) }
         if exactMatchExamples < 0 { out.append(("study.exact_match_examples", "must be ≥ 0")) }
         if seeds.isEmpty || Set(seeds).count != seeds.count { out.append(("study.seeds", "must be a non-empty list without repeats")) }
         if baseSeed == controlSeed { out.append(("study.control_seed", "must differ from base_seed (the control is an unrelated base)")) }
@@ -155,6 +168,9 @@ public struct LoRAXStudyConfig: Sendable, Equatable {
               continue_steps: \(continueSteps)
               continue_seed: \(continueSeed)
               continue_learning_rate: \(continueLearningRate)
+              grown_width: \(grownWidth.map(String.init) ?? "null")
+              grown_steps: \(grownSteps)
+              grown_noise: \(grownNoise)
               lora_steps: \(loraSteps)
               seeds: \(list(seeds))
               lora_learning_rate: \(loraLearningRate)

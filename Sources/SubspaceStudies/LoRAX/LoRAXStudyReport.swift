@@ -4,7 +4,7 @@ import SubspaceCore
 
 /// Writes the study's `results.json`, `report.md`, a self-contained `report.html` and its SVG plots.
 public enum LoRAXStudyReport {
-    public static func write(_ r: LoRAXStudyResults, to folder: String) throws -> [String] {
+    public static func write(_ r: LoRAXStudyResults, to folder: String, command: String? = nil) throws -> [String] {
         func path(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -15,12 +15,14 @@ public enum LoRAXStudyReport {
         try AtomicFile.write(Array(markdown(r, plots: plots.map(\.0)).utf8), to: path("report.md"))
         // The first seed's transfer similarity plots, inlined.
         var transferPlots: [String] = []
-        for name in ["transfer-b1-transferred-s", "transfer-control-s"] {
+        for name in ["transfer-b1-transferred-s", "transfer-grown-s", "transfer-grown-forced-s", "transfer-control-s"] {
             let seed = r.arms.first?.seed ?? 1
             if let svg = try? String(contentsOfFile: path("\(name)\(seed)/similarity_u.svg"), encoding: .utf8) { transferPlots.append(svg) }
         }
         try AtomicFile.write(Array(html(r, plots: plots.map(\.1), transferPlots: transferPlots).utf8), to: path("report.html"))
-        return ["results.json", "report.md", "report.html"].map(path) + plots.map { path($0.0) }
+        try StudyFinding(study: "lora-x", title: "LoRA-X: training-free adapter transfer to a related, a wider and an unrelated base",
+                         report: "report.html", finding: finding(r), command: command).write(to: folder)
+        return ["results.json", "report.md", "report.html", "finding.json"].map(path) + plots.map { path($0.0) }
     }
 
     static func chart(_ r: LoRAXStudyResults, loss: Bool) -> BarChart {
@@ -60,6 +62,33 @@ public enum LoRAXStudyReport {
         return t
     }
 
+    /// One line for the index: each target's transfer against no adapter and the ceiling, in words.
+    public static func finding(_ r: LoRAXStudyResults) -> String {
+        func loss(_ base: String, _ arm: String) -> Statistic? { r.summaries.first { $0.base == base && $0.arm == arm }?.valLoss }
+        func part(_ label: String, _ base: String, _ arms: [String]) -> String? {
+            guard let arm = arms.first(where: { loss(base, $0) != nil }), let t = loss(base, arm), let none = loss(base, "none") else { return nil }
+            let n = t.values.count
+            var s = "\(label): transferred \(t.formatted(3)) vs none \(String(format: "%.3f", none.mean))"
+            let v = SeedComparison(t, none).verdict
+            s += v == .lower ? " (helps" : v == .higher ? " (hurts" : v == .tooFewSeeds ? " (too few seeds" : " (not distinguishable"
+            if let d = loss(base, "direct") { s += String(format: "; trained directly %.3f", d.mean) }
+            return s + ", \(n) seeds)"
+        }
+        let parts = [part("related B1", "b1", ["transferred"]),
+                     part("grown (other width)", "grown", ["transferred", "transferred (threshold 0)"]),
+                     part("unrelated control, forced", "control", ["transferred (threshold 0)"])].compactMap { $0 }
+        return "SFT val loss — " + (parts.isEmpty ? "no arm scored" : parts.joined(separator: "; "))
+    }
+
+    static let widthExplanation = """
+        Different width (when study.grown_width is set): B0 is grown to the wider width by appending units \
+        (function-preserving: the grown model computes B0's function before training; new residual coordinates \
+        carry the old mean for LayerNorm, new readers' weights are noise, new output columns zero), then trained \
+        further on the corpus like B1. The adapter is carried by LoRA-X's least-squares map between the singular \
+        bases (target-shaped rank-r factors) and scored against no adapter and a LoRA trained on the grown base; \
+        copying is impossible across widths.
+        """
+
     static let explanation = """
         B0 is pretrained on the corpus; B1 is B0 trained further on the corpus with another seed (other batches): \
         the related pair. The control is pretrained like B0 from another seed: unrelated. Per seed, a LoRA trained \
@@ -70,7 +99,7 @@ public enum LoRAXStudyReport {
         """
 
     static func markdown(_ r: LoRAXStudyResults, plots: [String]) -> String {
-        var md = "# LoRA-X study\n\n" + explanation + "\n\n"
+        var md = "# LoRA-X study\n\n" + explanation + "\n\n" + widthExplanation + "\n\n"
         md += String(format: "%d ranks, %.0f s.\n\n", r.worldSize, r.wallSeconds)
         md += "## Subspace similarity of the base pairs\n\n" + similarityTable(r).markdown + "\n"
         md += "## Scores on the SFT test set\n\n" + armTable(r).markdown + "\n"
@@ -82,7 +111,7 @@ public enum LoRAXStudyReport {
 
     static func html(_ r: LoRAXStudyResults, plots: [SVGDocument], transferPlots: [String]) -> String {
         var h = HTMLPage.head(title: "Subspace: LoRA-X study") + "<h1>LoRA-X study</h1>\n"
-        h += "<p>\(escapeXML(explanation))</p>\n"
+        h += "<p>\(escapeXML(explanation))</p>\n<p>\(escapeXML(widthExplanation))</p>\n"
         h += "<h2>Subspace similarity of the base pairs</h2>\n" + similarityTable(r).html
         for svg in transferPlots {
             // Inline the SVG element without its XML declaration.

@@ -53,9 +53,11 @@ struct HeadsStudyCommand: ParsableCommand {
         commandName: "study",
         abstract: "The heads study: FFT and LoRA from one base, per-head importance before/after, plasticity, updates, statistics and a report.",
         discussion: """
-            Trains <output>/base (unless base.model names an HF folder), then fft-seed<S> and lora-seed<S> per \
-            seed (each skipped when done with the same configuration), measures every head, and writes \
-            heads.csv, heads.jsonl, results.json, stats.json, report.md and report.html into <output>.
+            Trains <output>/base (unless base.model names an HF folder), then each method's learning-rate \
+            sweep (fft/lr-<rate>/seed-<S>, lora/…: the grid on the first seed, extended past an edge, the \
+            best rate over every seed; each run skipped when done with the same configuration), measures \
+            every head of the chosen rate's runs, and writes heads.csv, heads.jsonl, results.json, stats.json, \
+            report.md, report.html and finding.json into <output>.
             """)
 
     @Option(help: ArgumentHelp("Study config (configs/heads.yaml).", valueName: "file")) var config: String

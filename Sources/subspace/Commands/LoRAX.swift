@@ -10,7 +10,7 @@ struct LoRAX: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lora-x",
         abstract: "LoRA-X: carry a LoRA adapter to another base model through the target's singular subspaces, keeping its rank.",
-        subcommands: [LoRAXTransferCommand.self, LoRAXStudyCommand.self],
+        subcommands: [LoRAXTransferCommand.self, LoRAXStudyCommand.self, LoRAXGrowCommand.self],
         defaultSubcommand: LoRAXTransferCommand.self)
 }
 
@@ -97,13 +97,39 @@ struct LoRAXStudyCommand: ParsableCommand {
             let c = try LoRAXStudyConfig.load(path: config, overrides: overrides)
             let context = job.studyContext()
             guard let results = try LoRAXStudy.run(config: c, context: context) else { return }
-            let files = try LoRAXStudyReport.write(results, to: c.output)
+            let command = (["subspace lora-x study --config", config] + overrides.map { "--set '\($0)'" }).joined(separator: " ")
+            let files = try LoRAXStudyReport.write(results, to: c.output, command: command)
             print("")
             print(LoRAXStudyReport.similarityTable(results).plainText)
             print(LoRAXStudyReport.armTable(results).plainText)
             print(LoRAXStudyReport.verdictTable(results).plainText)
             for f in files { job.log("wrote \(f)") }
             fflush(nil)
+        }
+    }
+}
+
+/// `subspace lora-x grow --model DIR --width W --output DIR [--noise S] [--seed N]`: the model grown to a
+/// larger residual width so that it computes the same function (new units appended; see `WidthGrowth`),
+/// the different-width target of the LoRA-X study. One process (no collective).
+struct LoRAXGrowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grow",
+        abstract: "Grow an HF model to a larger width, function-preserving (the LoRA-X study's different-width base).")
+
+    @Option(help: "The HF model folder to grow.") var model: String
+    @Option(help: "The new residual width (heads, key/value heads and MLP width scale with it; head dimension kept).") var width: Int
+    @Option(help: "The HF model folder to write.") var output: String
+    @Option(help: "Std of the new units' reader weights.") var noise: Double = 0.02
+    @Option(help: "Seed of that noise.") var seed: UInt64 = 1
+
+    func run() throws {
+        do {
+            let c = try WidthGrowth.grow(folder: model, width: width, noise: Float(noise), seed: seed, output: output)
+            print("grew \(model) to width \(c.hiddenSize) (\(c.headCount) heads, MLP \(c.intermediateSize)) → \(output)")
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
         }
     }
 }
