@@ -179,19 +179,21 @@ public enum LoRAXStudy {
                 try score("grown", "none", model: grown, adapter: nil)
                 try score("grown", "direct", model: grown, adapter: wide.final)
                 let folder = stages.path("transfer-grown-s\(seed)")
-                if let report = try transfer(source: b0.final, target: grown.final, adapter: source.final, output: folder,
-                                             options: c.transferOptions, context: context) {
+                let underThreshold = try transfer(source: b0.final, target: grown.final, adapter: source.final, output: folder,
+                                                  options: c.transferOptions, context: context)
+                if let report = underThreshold {
                     try score("grown", "transferred", model: grown, adapter: folder, report: report)
                     if i == 0 { similarities.append(summary("b0 → grown (width \(width))", report, refusal: nil, defaultCount: report.transferredCount)) }
-                } else {
-                    // Refused under the threshold: forced, to show what it would have done.
+                }
+                if underThreshold.map({ $0.transferredCount < $0.modules.count }) ?? true {
+                    // Some or all modules refused under the threshold: forced too, to show what they would have done.
                     var forced = c.transferOptions
                     forced.threshold = 0
                     let folder = stages.path("transfer-grown-forced-s\(seed)")
                     if let report = try transfer(source: b0.final, target: grown.final, adapter: source.final, output: folder,
                                                  options: forced, context: context) {
                         try score("grown", "transferred (threshold 0)", model: grown, adapter: folder, report: report)
-                        if i == 0 {
+                        if i == 0 && underThreshold == nil {
                             similarities.append(summary("b0 → grown (width \(width))", report,
                                                         refusal: "no module was transferred under the threshold", defaultCount: 0))
                         }

@@ -75,7 +75,8 @@ public enum LoRAXStudyReport {
             return s + ", \(n) seeds)"
         }
         let parts = [part("related B1", "b1", ["transferred"]),
-                     part("grown (other width)", "grown", ["transferred", "transferred (threshold 0)"]),
+                     part("grown (other width)", "grown", ["transferred"]),
+                     part("grown, forced (threshold 0)", "grown", ["transferred (threshold 0)"]),
                      part("unrelated control, forced", "control", ["transferred (threshold 0)"])].compactMap { $0 }
         return "SFT val loss — " + (parts.isEmpty ? "no arm scored" : parts.joined(separator: "; "))
     }
