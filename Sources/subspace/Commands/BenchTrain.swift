@@ -30,6 +30,9 @@ struct BenchTrain: ParsableCommand {
     var zeroStage: Int = 0
     @Option(help: "fp32, or bf16 (linear layers and the output head in bf16 with fp32 accumulation, as PyTorch's CPU autocast; needs AVX-512 BF16 or AMX). MFU is then against the measured bf16 GEMM rate.")
     var precision: Precision = .fp32
+    @Option(name: .customLong("head-gates"),
+            help: "none (no gates: what training uses), ones (every head gate at 1, no gate gradient) or gradients (gates at 1 and ∂L/∂ξ computed, as the heads study's plasticity pass): what the gates cost.")
+    var headGates: HeadGatesMode = .none
 
     func validate() throws {
         guard ModelFamily(rawValue: family) != nil else { throw ValidationError("--family must be gpt2, llama or qwen2; got '\(family)'") }
@@ -77,6 +80,8 @@ struct BenchTrain: ParsableCommand {
         model.initialize(seed: 1)
         model.activationCheckpointing = checkpointing
         model.precision = precision
+        if headGates != .none { model.headGates = [Float](repeating: 1, count: layers * heads) }
+        model.computesGateGradients = headGates == .gradients
         let optimizer = ModelOptimizer(model: model, adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1))
         var rng = RandomStream(seed: 7)
         let tokens = batch * context
@@ -140,7 +145,7 @@ struct BenchTrain: ParsableCommand {
             }
         }
         print("# \(family) layers=\(layers) width=\(width) heads=\(heads) context=\(context) batch=\(batch) vocab=\(vocab) " +
-              "activation_checkpointing=\(checkpointing.rawValue): " +
+              "activation_checkpointing=\(checkpointing.rawValue) head_gates=\(headGates.rawValue): " +
               "\(matmulWeights) matmul weights, \(String(format: "%.1f", flopsPerToken / 1e6)) MFLOP/token, " +
               "\(String(format: "%.1f", achieved)) GFLOP/s achieved, \(precision.rawValue) gemm \(String(format: "%.1f", peak)) GFLOP/s")
         let memory = PeakMemory.read() ?? (0, 0)
@@ -192,6 +197,8 @@ struct BenchTrain: ParsableCommand {
         if zeroStage < 3 { model.initialize(seed: 1) }  // stage 3: each rank initialises its shards only
         model.activationCheckpointing = checkpointing
         model.precision = precision
+        if headGates != .none { model.headGates = [Float](repeating: 1, count: layers * heads) }
+        model.computesGateGradients = headGates == .gradients
         let engine = ZeroEngine(model: model, communicator: world, stage: zeroStage,
                                 adam: AdamW(beta1: 0.9, beta2: 0.95, weightDecay: 0.1), maxGradientNorm: 1)
         if zeroStage == 3 { engine.loadParameters { model.initialValues(seed: 1, range: $0, into: $1) } }
@@ -234,4 +241,9 @@ struct BenchTrain: ParsableCommand {
                            "threads_per_rank": Parallel.workers]) + " precision=\(precision.rawValue)")
         }
     }
+}
+
+/// `bench train --head-gates`: whether the model carries head gates, and whether their gradient is computed.
+enum HeadGatesMode: String, ExpressibleByArgument, CaseIterable {
+    case none, ones, gradients
 }
