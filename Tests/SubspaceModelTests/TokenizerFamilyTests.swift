@@ -107,6 +107,32 @@ enum TokenizerResources {
         }
     }
 
+    @Test func segmentWiseNormalizationEqualsWholeText() {
+        // NFC/NFKC/NFD/NFKD applied to the non-ASCII runs (with the ASCII character before each) equal the
+        // form of the whole text: marks that compose with an ASCII letter (e + U+0301), reordering of mark
+        // runs, Hangul jamo, compatibility characters, curly quotes, CJK, emoji, runs at either end.
+        let alphabet: [String] = ["a", "e", " ", "\n", "'", "1", "\u{0301}", "\u{0323}", "\u{0308}", "é", "ñ", "\u{2019}", "\u{2014}",
+                                  "\u{1100}", "\u{1161}", "\u{11A8}", "\u{AC00}", "ﬁ", "\u{2460}", "中", "\u{FF21}", "😀",
+                                  "\u{212B}", "\u{0344}", "\u{1E9B}", "\u{0F73}", "x", "A"]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ n: Int) -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(state >> 33) % n }
+        let forms: [(String, (String) -> String)] = [("NFC", { $0.precomposedStringWithCanonicalMapping }),
+                                                     ("NFKC", { $0.precomposedStringWithCompatibilityMapping }),
+                                                     ("NFD", { $0.decomposedStringWithCanonicalMapping }),
+                                                     ("NFKD", { $0.decomposedStringWithCompatibilityMapping })]
+        for _ in 0..<400 {
+            let text = (0..<(1 + next(24))).map { _ in alphabet[next(alphabet.count)] }.joined()
+            for (name, form) in forms {
+                let expected = Array(form(text).utf8)
+                #expect(TextNormalizer.normalizedSegments(Array(text.utf8), form) == expected, "\(name) of \(text.debugDescription)")
+            }
+            let nfcSkipping = TextNormalizer.normalizedSegments(Array(text.utf8), skip: { !TextNormalizer.mayChangeUnderComposition($0) }) {
+                $0.precomposedStringWithCanonicalMapping
+            }
+            #expect(nfcSkipping == Array(forms[0].1(text).utf8), "NFC (quick check) of \(text.debugDescription)")
+        }
+    }
+
     @Test func unsupportedComponentsAreRefusedByName() throws {
         let base = try TokenizerResources.json(TokenizerResources.path("qwen2", "tokenizer.json"))
         func failure(_ key: String, _ value: Any) -> TokenizerFileError? {
