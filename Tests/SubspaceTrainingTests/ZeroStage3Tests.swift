@@ -152,5 +152,16 @@ import SubspaceModel
                 #expect(l.3 <= files, "\(ranks) ranks, stage \(stage), rank \(r): read \(l.3) of 2 files")
             }
         }
+        // The manifest records the block partition the writer's parts follow; one that does not tile this
+        // layout (another layout version) is refused naming the blocks, not misread.
+        let manifestPath = checkpoint + "/" + CheckpointStore.manifestName
+        var manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: manifestPath))) as? [String: Any])
+        let blocks = try #require(manifest["blocks"] as? [Int])
+        #expect(blocks == Transformer(config: Self.config(.llama)).layout.blockRanges.map(\.count))
+        manifest["blocks"] = [blocks.reduce(0, +) + 16]
+        try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: manifestPath))
+        #expect { _ = try CheckpointStore.inspect(checkpoint, model: Transformer(config: Self.config(.llama))) } throws: { error in
+            "\(error)".contains("blocks cover")
+        }
     }
 }
