@@ -95,8 +95,8 @@ public enum LoRAXStudyReport {
         the related pair. The control is pretrained like B0 from another seed: unrelated. Per seed, a LoRA trained \
         on B0 for the SFT task is carried to B1 by LoRA-X (no training) and scored on the SFT test set against no \
         adapter, the same adapter copied unchanged, and a LoRA trained on B1 directly (the ceiling). On the control \
-        the threshold refuses the transfer (similarity at chance), so it is forced with threshold 0 to show it does \
-        not help. Verdicts: Welch's t over seeds, |t| ≥ 2, else "not distinguishable".
+        the threshold refuses the transfer (similarity at chance), so it is forced with threshold 0 to see whether \
+        it helps anyway (it should not, or far less than on B1). Verdicts: Welch's t over seeds, |t| ≥ 2, else "not distinguishable".
         """
 
     static func markdown(_ r: LoRAXStudyResults, plots: [String]) -> String {
