@@ -32,7 +32,7 @@ import sys; h = open('$WORK/np3/report.html').read()
 sys.exit(0 if h.count('<svg') == 3 and '<script' not in h and 'http://' not in h.replace('http://www.w3.org/2000/svg', '') else 1)"
     # H2–H4 may be "inconclusive" (pass null) when the difference is inside the noise: a loaded machine makes that likely.
     expect "verdict: H1–H4 each decided or inconclusive, H1 passes" \
-        json "$R" "[h['id'] for h in r['verdict']] == ['H1', 'H2', 'H3', 'H4'] and all(h['pass'] is not None or h.get('inconclusive') for h in r['verdict']) and r['verdict'][0]['pass']"
+        json "$R" "[h['id'] for h in r['verdict']] == ['H1', 'H2', 'H3', 'H4'] and all(h.get('pass') is not None or h.get('inconclusive') for h in r['verdict']) and r['verdict'][0]['pass']"
     expect "ortho-frozen: W_q, W_k (4 tensors, 4096 parameters) frozen and bit-identical after training" \
         json "$R" "[(g['freeze']['frozen_tensors'], g['freeze']['changed'], g['parameters']['frozen']) for g in r['groups'] if g['mode'] == 'ortho-frozen'] == [(4, [], 4096)]"
     expect "every trainable tensor trained in every group" json "$R" "all(g['freeze']['unchanged_trainable'] == [] for g in r['groups'])"
