@@ -112,6 +112,7 @@ if local_mpirun 2 "$SUBSPACE" lora-null study "${STUDY[@]}" > "$WORK/study.log" 
         "[m['method'] for m in r['methods']] == ['full', 'lora', 'null', 'v1', 'v2'] and all(len(m['forgetting']['values']) == 2 and len(m['task_val_loss']['values']) == 2 and len(m['sweep']['points']) >= 2 for m in r['methods'])"
     expect "study: null/v1/v2 compared with LoRA and full FT, findings written" json "$R" "len(r['comparisons']) == 6 and len(r['findings']) >= 3"
     expect "study: report.html with the trade-off plot" grep -q "Task quality vs forgetting" "$WORK/study/report.html"
+    expect "study: finding.json for the index names the variants against LoRA" grep -q '"finding" : "vs LoRA at equal rank' "$WORK/study/finding.json"
     local_mpirun 2 "$SUBSPACE" lora-null study "${STUDY[@]}" > "$WORK/study2.log" 2>&1
     expect "study rerun: every run skipped, same results" python3 -c "
 import json, sys

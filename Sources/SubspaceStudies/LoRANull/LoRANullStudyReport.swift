@@ -112,5 +112,21 @@ public enum LoRANullStudyReport {
         try AtomicFile.write([UInt8](try encoder.encode(r)), to: (folder as NSString).appendingPathComponent("results.json"))
         try AtomicFile.write(Array(markdown(r).utf8), to: (folder as NSString).appendingPathComponent("report.md"))
         try AtomicFile.write(Array(html(r).utf8), to: (folder as NSString).appendingPathComponent("report.html"))
+        try StudyFinding(study: "lora-null", title: "LoRA-Null: null-space adapters against LoRA and full fine-tuning, task quality and forgetting",
+                         report: "report.html", finding: finding(r), command: r.command).write(to: folder)
+    }
+
+    /// The index page's one line: each LoRA-Null variant's forgetting and task loss against LoRA, with the verdicts,
+    /// and how many methods' best rates sit at a grid edge.
+    static func finding(_ r: LoRANullStudy.Results) -> String {
+        let parts = r.comparisons.filter { $0.against == "lora" }.map { c -> String in
+            let f = c.forgetting.map { "forgetting \($0.verdict.rawValue) (Δ \(String(format: "%+.3f", $0.difference)), t = \(String(format: "%.1f", $0.t)))" } ?? "forgetting –"
+            let t = c.taskLoss.map { "task loss \($0.verdict.rawValue)" } ?? "task loss –"
+            return "\(c.method): \(f), \(t)"
+        }
+        let edge = r.methods.filter { !$0.sweep.bracketed }.map(\.method)
+        let seeds = "\(r.seeds.count) seed\(r.seeds.count == 1 ? "" : "s")"
+        return "vs LoRA at equal rank and steps (\(seeds)) — " + parts.joined(separator: "; ")
+            + (edge.isEmpty ? "" : "; best LR not bracketed for \(edge.joined(separator: ", "))")
     }
 }
