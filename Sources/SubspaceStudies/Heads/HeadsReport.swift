@@ -118,9 +118,16 @@ public enum HeadsReport {
         let rates = (r.sweeps ?? []).map { sw in
             "\(sw.method == "fft" ? "FFT" : "LoRA") lr \(String(format: "%.3g", sw.bestLearningRate))\(sw.bracketed ? "" : " (not bracketed)")"
         }
-        let aggregates = r.statistics?.aggregates ?? []
+        // I_pre and P are measured on the base, so a statistic between them is the same for FFT and LoRA: count it once.
+        let baseOnly: Set = ["I_pre", "P"]
+        var seen = Set<String>()
+        let aggregates = (r.statistics?.aggregates ?? []).filter { a in
+            !(baseOnly.contains(a.x) && baseOnly.contains(a.y)) || seen.insert("\(a.x)|\(a.y)|\(a.what)").inserted
+        }
         let distinct = aggregates.filter { !$0.verdict.hasPrefix("not") }
-        let what = distinct.prefix(3).map { "\($0.method) \($0.x) vs \($0.y) \($0.what) \($0.value.formatted(2))" }
+        let what = distinct.prefix(3).map { a in
+            "\(baseOnly.contains(a.x) && baseOnly.contains(a.y) ? "base" : a.method) \(a.x) vs \(a.y) \(a.what) \(a.value.formatted(2))"
+        }
         return "\(distinct.count) of \(aggregates.count) head statistics distinguishable from chance over \(r.seeds.count) seeds"
             + (what.isEmpty ? "" : " (" + what.joined(separator: "; ") + ")")
             + (rates.isEmpty ? "" : "; each method at its own swept rate: " + rates.joined(separator: ", "))
