@@ -2,6 +2,11 @@ import Foundation
 
 /// Fixture paths and scratch folders shared by every test target.
 public enum TestFiles {
+    /// The package's root folder (configs/, launch/, …).
+    public static var repository: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
     /// `../shared/fixtures` beside the package (or `$SUBSPACE_FIXTURES`).
     public static var fixtures: String {
         ProcessInfo.processInfo.environment["SUBSPACE_FIXTURES"]

@@ -1,16 +1,13 @@
 import Foundation
 import Testing
+import SubspaceTestSupport
 @testable import SubspaceTraining
 @testable import SubspaceStudies
 
 /// The heads study's per-method learning-rate sweep keys (configs/heads.yaml), spelled as the pipeline's.
 @Suite struct HeadsSweepConfigTests {
-    static var repository: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    }
-
     @Test func shippedConfigSweepsEachMethodOverThreeSeeds() throws {
-        let c = try HeadsStudyConfig.load(path: Self.repository + "/configs/heads.yaml",
+        let c = try HeadsStudyConfig.load(path: TestFiles.repository + "/configs/heads.yaml",
                                           overrides: ["lora.learning_rates=[0.003, 0.01]", "lora.max_extensions=1"])
         #expect(c.fft.learningRates.count >= 3 && c.fft.maxExtensions >= 1)
         #expect(c.lora.learningRates == [0.003, 0.01] && c.lora.maxExtensions == 1)

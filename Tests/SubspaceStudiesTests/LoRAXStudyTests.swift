@@ -8,12 +8,8 @@ import SubspaceModel
 import SubspaceTestSupport
 
 @Suite struct LoRAXStudyTests {
-    static var repository: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    }
-
     @Test func shippedConfigReadsAndOverridesApply() throws {
-        let c = try LoRAXStudyConfig.load(path: Self.repository + "/configs/lora-x.yaml",
+        let c = try LoRAXStudyConfig.load(path: TestFiles.repository + "/configs/lora-x.yaml",
                                           overrides: ["study.seeds=[4, 5, 6]", "study.threshold=0.3", "study.subspace_rank=null"])
         #expect(c.seeds == [4, 5, 6] && c.threshold == 0.3 && c.subspaceRank == nil)
         #expect(c.seeds.count >= 3 && c.baseSeed != c.controlSeed)
@@ -51,8 +47,8 @@ import SubspaceTestSupport
         _ = try SFTGenerator(seed: 1).write(to: sft, train: 64, test: 8)
         var c = LoRAXStudyConfig()
         c.output = output + "/study"
-        c.baseConfig = Self.repository + "/configs/base.yaml"
-        c.loraConfig = Self.repository + "/configs/student-lora.yaml"
+        c.baseConfig = TestFiles.repository + "/configs/base.yaml"
+        c.loraConfig = TestFiles.repository + "/configs/student-lora.yaml"
         c.corpus = StudyTestSupport.corpus
         c.sft = sft
         c.common = ["model.layers=1", "model.width=32", "model.heads=2", "model.context=32", "data.sequence=32",

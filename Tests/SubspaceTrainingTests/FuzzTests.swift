@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SubspaceTestSupport
 import SubspaceCore
 import SubspaceDistributed
 import SubspaceModel
@@ -16,10 +17,6 @@ import SubspaceModel
         if let env = ProcessInfo.processInfo.environment["SUBSPACE_FIXTURES"] { return env }
         return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/fixtures").path
-    }
-
-    static var repository: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 
     /// Values a mutated JSON or YAML field takes: absurd sizes, signs, types.
@@ -165,7 +162,7 @@ import SubspaceModel
         }
 
         // YAML run configs: a field set to an absurd value, a line dropped, or the bytes corrupted.
-        let yaml = try String(contentsOfFile: Self.repository + "/configs/base.yaml", encoding: .utf8)
+        let yaml = try String(contentsOfFile: TestFiles.repository + "/configs/base.yaml", encoding: .utf8)
         let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let valued = lines.indices.filter { let t = lines[$0].trimmingCharacters(in: .whitespaces); return !t.hasPrefix("#") && t.contains(": ") }
         for trial in 0..<200 {
