@@ -423,6 +423,59 @@ struct TokenizerTests {
 
     // MARK: Throughput (printed, not asserted)
 
+    /// The pre-token cache against a dictionary: keys of 1–64 bytes (short ones kept in the slot, long ones in
+    /// the arena), keys equal in their first 8 bytes, one or several ids, through growth and a restart.
+    @Test func preTokenCacheAgreesWithADictionary() {
+        var generator = RandomStream(seed: 7)
+        var cache = PreTokenCache()
+        var reference: [[UInt8]: [Int32]] = [:]
+        func lookup(_ key: [UInt8]) -> [Int]? {
+            var out = [-1]
+            let hit = key.withUnsafeBufferPointer { cache.appendIDs(of: $0, hash: PreTokenCache.hash($0), to: &out) }
+            return hit ? Array(out.dropFirst()) : nil
+        }
+        let prefix: [UInt8] = Array("abcdefgh".utf8)
+        for n in 0..<6_000 {
+            let length = Int.random(in: 1...PreTokenCache.maximumKeyLength, using: &generator)
+            var key = (0..<length).map { _ in UInt8.random(in: 0...3, using: &generator) }
+            if n % 3 == 0 { key = prefix + key }  // shares its first 8 bytes with many others
+            if key.count > PreTokenCache.maximumKeyLength { key.removeLast(key.count - PreTokenCache.maximumKeyLength) }
+            if reference[key] != nil { continue }
+            #expect(lookup(key) == nil)
+            let ids = (0..<Int.random(in: 1...4, using: &generator)).map { _ in Int32.random(in: 0...50_000, using: &generator) }
+            key.withUnsafeBufferPointer { cache.insert($0, hash: PreTokenCache.hash($0), ids: ids[...]) }
+            reference[key] = ids
+        }
+        for (key, ids) in reference { #expect(lookup(key) == ids.map(Int.init)) }
+        #expect(lookup(Array("abcdefg".utf8)) == nil || reference[Array("abcdefg".utf8)] != nil)
+        let tooLong = [UInt8](repeating: 1, count: PreTokenCache.maximumKeyLength + 1)
+        tooLong.withUnsafeBufferPointer { cache.insert($0, hash: PreTokenCache.hash($0), ids: [1][...]) }
+        #expect(lookup(tooLong) == nil)
+        // Every key under one hash: only the key comparison tells them apart (same length, same first 8 bytes).
+        var colliding = PreTokenCache()
+        let keys = (0..<200).map { Array(String(format: "%@%03d", $0 % 2 == 0 ? "abcdefgh" : "abcde", $0).utf8) }
+        for (v, key) in keys.enumerated() {
+            key.withUnsafeBufferPointer { colliding.insert($0, hash: 42, ids: [Int32(v), Int32(v)][...]) }
+        }
+        for (v, key) in keys.enumerated() {
+            var out: [Int] = []
+            let hit = key.withUnsafeBufferPointer { colliding.appendIDs(of: $0, hash: 42, to: &out) }
+            #expect(hit && out == [v, v])
+        }
+        // Full: the table starts over, forgetting everything, and keeps working.
+        var small = PreTokenCache(maximumEntries: 100)
+        func smallLookup(_ key: [UInt8]) -> Bool {
+            var out: [Int] = []
+            return key.withUnsafeBufferPointer { small.appendIDs(of: $0, hash: PreTokenCache.hash($0), to: &out) }
+        }
+        for v in 0..<150 {
+            let key = Array("piece \(v)".utf8)
+            key.withUnsafeBufferPointer { small.insert($0, hash: PreTokenCache.hash($0), ids: [Int32(v)][...]) }
+        }
+        #expect(!smallLookup(Array("piece 0".utf8)))
+        #expect(smallLookup(Array("piece 149".utf8)) && smallLookup(Array("piece 100".utf8)))
+    }
+
     /// MB/s on the play repeated to `SUBSPACE_TOKENIZER_BENCH_MB` (default 4) megabytes; with the variable set, also
     /// for the GPT-2 fixture and the Qwen2, Llama-3 and Llama-2 shapes: wall-clock and per second of the encoding thread's own CPU
     /// time (which a loaded machine does not inflate). Meaningful only in a release build:

@@ -266,8 +266,9 @@ struct BPEEncoder {
             return
         }
         var start = 0
+        let table = GPT2PreTokenizer.classTable
         while start < bytes.count {
-            let end = GPT2PreTokenizer.pieceEnd(bytes, from: start)
+            let end = GPT2PreTokenizer.pieceEnd(bytes, from: start, table)
             encodePiece(UnsafeBufferPointer(rebasing: bytes[start..<end]), into: &output)
             start = end
         }

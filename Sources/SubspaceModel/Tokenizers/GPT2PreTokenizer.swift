@@ -41,6 +41,15 @@ public enum GPT2PreTokenizer {
         Unicode.Scalar(UInt32(v)).map(classify) ?? other
     }
 
+    /// `planeZeroClasses` behind a raw pointer (made once, never freed). The hot loops take it as an
+    /// argument: every read of a global goes through a `swift_once` check, which per scalar cost ~5% of
+    /// encoding. Never written after it is made, so sharing it between threads is safe.
+    nonisolated(unsafe) static let classTable: UnsafePointer<UInt8> = {
+        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: 0x10000)
+        for (v, c) in planeZeroClasses.enumerated() { table[v] = c }
+        return UnsafePointer(table)
+    }()
+
     static func classify(_ scalar: Unicode.Scalar) -> UInt8 {
         let properties = scalar.properties
         if properties.isWhitespace { return space }
@@ -54,22 +63,21 @@ public enum GPT2PreTokenizer {
     /// Class and UTF-8 length of the scalar starting at `i` (`bytes` is valid UTF-8).
     @inline(__always)
     static func scalarClass(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int) -> (UInt8, Int) {
+        scalarClass(bytes, i, classTable)
+    }
+
+    /// `scalarClass` with `classTable` passed in.
+    @inline(__always)
+    static func scalarClass(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int, _ table: UnsafePointer<UInt8>) -> (UInt8, Int) {
         let lead = bytes[i]
-        if lead < 0x80 {
-            switch lead {
-            case 0x61...0x7A, 0x41...0x5A: return (letter, 1)
-            case 0x30...0x39: return (number, 1)
-            case 0x20, 0x09...0x0D: return (space, 1)
-            default: return (other, 1)
-            }
-        }
+        if lead < 0x80 { return (table[Int(lead)], 1) }
         if lead < 0xE0 {
             let v = Int(lead & 0x1F) << 6 | Int(bytes[i + 1] & 0x3F)
-            return (planeZeroClasses[v], 2)
+            return (table[v], 2)
         }
         if lead < 0xF0 {
             let v = Int(lead & 0x0F) << 12 | Int(bytes[i + 1] & 0x3F) << 6 | Int(bytes[i + 2] & 0x3F)
-            return (planeZeroClasses[v], 3)
+            return (table[v], 3)
         }
         let v = UInt32(lead & 0x07) << 18 | UInt32(bytes[i + 1] & 0x3F) << 12
             | UInt32(bytes[i + 2] & 0x3F) << 6 | UInt32(bytes[i + 3] & 0x3F)
@@ -79,6 +87,12 @@ public enum GPT2PreTokenizer {
     /// The end (exclusive byte offset) of the piece that starts at `start` (< `bytes.count`).
     @inline(__always)
     static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        pieceEnd(bytes, from: start, classTable)
+    }
+
+    /// `pieceEnd` with `classTable` passed in.
+    @inline(__always)
+    static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, _ table: UnsafePointer<UInt8>) -> Int {
         let n = bytes.count
         let first = bytes[start]
         // 1. Contractions.
@@ -91,16 +105,16 @@ public enum GPT2PreTokenizer {
             }
         }
         // 2. ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`.
-        var (kind, length) = scalarClass(bytes, start)
+        var (kind, length) = scalarClass(bytes, start, table)
         var runStart = start
         if first == 0x20, start + 1 < n {
-            let (next, nextLength) = scalarClass(bytes, start + 1)
+            let (next, nextLength) = scalarClass(bytes, start + 1, table)
             if next != space { (kind, length, runStart) = (next, nextLength, start + 1) }
         }
         if kind != space {
             var i = runStart + length
             while i < n {
-                let (k, l) = scalarClass(bytes, i)
+                let (k, l) = scalarClass(bytes, i, table)
                 if k != kind { break }
                 i += l
             }
@@ -109,7 +123,7 @@ public enum GPT2PreTokenizer {
         // 3. `\s+(?!\S)`, then `\s+`.
         var i = start + length, last = start
         while i < n {
-            let (k, l) = scalarClass(bytes, i)
+            let (k, l) = scalarClass(bytes, i, table)
             if k != space { break }
             last = i
             i += l

@@ -129,11 +129,21 @@ struct SplitPattern: @unchecked Sendable {
 /// 7. The whitespace run (`\s+`: a single space before a non-space).
 /// Every position matches, so the pieces tile the text, and nothing looks behind its start.
 enum QwenPreTokenizer {
-    static let letter = GPT2PreTokenizer.letter, number = GPT2PreTokenizer.number
-    static let space = GPT2PreTokenizer.space, other = GPT2PreTokenizer.other
+    // Computed, not stored: a stored static initialised from another is read through `swift_once`.
+    static var letter: UInt8 { GPT2PreTokenizer.letter }
+    static var number: UInt8 { GPT2PreTokenizer.number }
+    static var space: UInt8 { GPT2PreTokenizer.space }
+    static var other: UInt8 { GPT2PreTokenizer.other }
 
     @inline(__always)
     static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, maximumDigits: Int) -> Int {
+        pieceEnd(bytes, from: start, maximumDigits: maximumDigits, GPT2PreTokenizer.classTable)
+    }
+
+    /// `pieceEnd` with the scalar class table passed in (see `GPT2PreTokenizer.classTable`).
+    @inline(__always)
+    static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, maximumDigits: Int,
+                         _ table: UnsafePointer<UInt8>) -> Int {
         let n = bytes.count
         let first = bytes[start]
         // 1. Contractions, case-insensitive.
@@ -146,18 +156,18 @@ enum QwenPreTokenizer {
             default: break
             }
         }
-        let (kind, length) = GPT2PreTokenizer.scalarClass(bytes, start)
+        let (kind, length) = GPT2PreTokenizer.scalarClass(bytes, start, table)
         // 2. `[^\r\n\p{L}\p{N}]?\p{L}+`
-        if kind == letter { return run(of: letter, bytes, from: start + length) }
+        if kind == letter { return run(of: letter, bytes, from: start + length, table) }
         if kind != number && first != 0x0D && first != 0x0A, start + length < n {
-            let (next, nextLength) = GPT2PreTokenizer.scalarClass(bytes, start + length)
-            if next == letter { return run(of: letter, bytes, from: start + length + nextLength) }
+            let (next, nextLength) = GPT2PreTokenizer.scalarClass(bytes, start + length, table)
+            if next == letter { return run(of: letter, bytes, from: start + length + nextLength, table) }
         }
         // 3. `\p{N}{1,k}`
         if kind == number {
             var i = start + length, count = 1
             while count < maximumDigits && i < n {
-                let (k, l) = GPT2PreTokenizer.scalarClass(bytes, i)
+                let (k, l) = GPT2PreTokenizer.scalarClass(bytes, i, table)
                 if k != number { break }
                 i += l
                 count += 1
@@ -167,16 +177,16 @@ enum QwenPreTokenizer {
         // 4. ` ?[^\s\p{L}\p{N}]+[\r\n]*`
         var otherStart = -1
         if kind == other { otherStart = start }
-        else if first == 0x20, start + 1 < n, GPT2PreTokenizer.scalarClass(bytes, start + 1).0 == other { otherStart = start + 1 }
+        else if first == 0x20, start + 1 < n, GPT2PreTokenizer.scalarClass(bytes, start + 1, table).0 == other { otherStart = start + 1 }
         if otherStart >= 0 {
-            var i = run(of: other, bytes, from: otherStart)
+            var i = run(of: other, bytes, from: otherStart, table)
             while i < n && (bytes[i] == 0x0D || bytes[i] == 0x0A) { i += 1 }
             return i
         }
         // 5–7: a whitespace run.
         var i = start, lastBreak = -1, lastScalar = start
         while i < n {
-            let (k, l) = GPT2PreTokenizer.scalarClass(bytes, i)
+            let (k, l) = GPT2PreTokenizer.scalarClass(bytes, i, table)
             if k != space { break }
             if bytes[i] == 0x0A || bytes[i] == 0x0D { lastBreak = i }
             lastScalar = i
@@ -188,10 +198,13 @@ enum QwenPreTokenizer {
     }
 
     @inline(__always)
-    static func run(of kind: UInt8, _ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+    static func run(of kind: UInt8, _ bytes: UnsafeBufferPointer<UInt8>, from start: Int, _ table: UnsafePointer<UInt8>) -> Int {
         var i = start
-        while i < bytes.count {
-            let (k, l) = GPT2PreTokenizer.scalarClass(bytes, i)
+        let n = bytes.count
+        // ASCII first: most runs are plain letters, one table read per byte.
+        while i < n, bytes[i] < 0x80, table[Int(bytes[i])] == kind { i += 1 }
+        while i < n {
+            let (k, l) = GPT2PreTokenizer.scalarClass(bytes, i, table)
             if k != kind { break }
             i += l
         }
