@@ -244,10 +244,85 @@ enum TileMath {
         return s
     }
 
-    /// x[j] ← e^{x[j] − shift} over 0..<n (no reduction: the loop vectorises).
+    /// Σ e^{x[j] − shift} over 0..<n, x unchanged (eight lanes of `FastMath.exp`).
+    @inline(__always)
+    static func sumExpShifted(_ x: UnsafePointer<Float>, _ n: Int, by shift: Float) -> Float {
+        var j = 0, acc = SIMD8<Float>()
+        let sv = SIMD8<Float>(repeating: shift)
+        while j + 8 <= n {
+            acc += FastMath.exp(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - sv)
+            j += 8
+        }
+        var s: Float = 0
+        for lane in 0..<8 { s += acc[lane] }
+        while j < n { s += FastMath.exp(x[j] - shift); j += 1 }
+        return s
+    }
+
+    /// out[j] ← e^{x[j] − shift} · scale over 0..<n (out may be x), each element as the scalar form gives it.
+    @inline(__always)
+    static func expShifted(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, by shift: Float,
+                           scale: Float) {
+        var j = 0
+        let sv = SIMD8<Float>(repeating: shift), cv = SIMD8<Float>(repeating: scale)
+        while j + 8 <= n {
+            let e = FastMath.exp(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - sv) * cv
+            UnsafeMutableRawPointer(out + j).storeBytes(of: e, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < n { out[j] = FastMath.exp(x[j] - shift) * scale; j += 1 }
+    }
+
+    /// Σ (x[j] − m)² over 0..<n
+    @inline(__always)
+    static func sumOfSquaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, from m: Float) -> Float {
+        var j = 0, acc = Vector()
+        let mv = Vector(repeating: m)
+        while j + Vector.scalarCount <= n { let d = load(x + j) - mv; acc += d * d; j += Vector.scalarCount }
+        var s: Float = 0
+        for lane in 0..<Vector.scalarCount { s += acc[lane] }
+        while j < n { let d = x[j] - m; s += d * d; j += 1 }
+        return s
+    }
+
+    /// Σ x[j]·y[j]·z[j] over 0..<n
+    @inline(__always)
+    static func dot3(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ z: UnsafePointer<Float>, _ n: Int) -> Float {
+        var j = 0, acc = Vector()
+        while j + Vector.scalarCount <= n { acc += load(x + j) * load(y + j) * load(z + j); j += Vector.scalarCount }
+        var s: Float = 0
+        for lane in 0..<Vector.scalarCount { s += acc[lane] }
+        while j < n { s += x[j] * y[j] * z[j]; j += 1 }
+        return s
+    }
+
+    /// Σ d[j]·w[j]·(x[j] − mean)·rstd over 0..<n: LayerNorm backward's Σ dnorm · x̂.
+    @inline(__always)
+    static func layerNormBackwardDot(_ d: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+                                     _ n: Int, mean: Float, rstd: Float) -> Float {
+        var j = 0, acc = Vector()
+        let mv = Vector(repeating: mean), sv = Vector(repeating: rstd)
+        while j + Vector.scalarCount <= n {
+            acc += load(d + j) * load(w + j) * ((load(x + j) - mv) * sv)
+            j += Vector.scalarCount
+        }
+        var s: Float = 0
+        for lane in 0..<Vector.scalarCount { s += acc[lane] }
+        while j < n { s += d[j] * w[j] * ((x[j] - mean) * rstd); j += 1 }
+        return s
+    }
+
+    /// x[j] ← e^{x[j] − shift} over 0..<n (eight lanes of `FastMath.exp`).
     @inline(__always)
     static func expShifted(_ x: UnsafeMutablePointer<Float>, _ n: Int, by shift: Float) {
-        for j in 0..<n { x[j] = FastMath.exp(x[j] - shift) }
+        var j = 0
+        let sv = SIMD8<Float>(repeating: shift)
+        while j + 8 <= n {
+            let e = FastMath.exp(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - sv)
+            UnsafeMutableRawPointer(x + j).storeBytes(of: e, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < n { x[j] = FastMath.exp(x[j] - shift); j += 1 }
     }
 
     /// x[0..<n] ← a · x

@@ -34,17 +34,16 @@ public enum CrossEntropy {
                         continue
                     }
                     precondition(target < V, "target \(target) outside the vocabulary (\(V))")
-                    var maxLogit = -Float.infinity
-                    for j in 0..<V { maxLogit = max(maxLogit, x[j]) }
-                    var total: Float = 0
-                    for j in 0..<V { total += FastMath.exp(x[j] - maxLogit) }
+                    // Reductions in lanes (TileMath): as plain loops they stayed scalar, exp included.
+                    let maxLogit = TileMath.max(x, V)
+                    let total = TileMath.sumExpShifted(x, V, by: maxLogit)
                     let loss = Double(logf(total) + maxLogit - x[target])
                     losses?[n] = loss
                     sum += loss
                     if let dlogits {
                         let d = dlogits + n * V
                         let inv = gradientScale / total
-                        for j in 0..<V { d[j] = FastMath.exp(x[j] - maxLogit) * inv }
+                        TileMath.expShifted(d, x, V, by: maxLogit, scale: inv)
                         d[target] -= gradientScale
                     }
                 }
@@ -76,17 +75,15 @@ public enum CrossEntropy {
                 let target = Int(targets[n])
                 guard target >= 0 else { continue }
                 let x = logits + n * ld
-                var sliceMax = -Float.infinity
-                for j in 0..<V { sliceMax = max(sliceMax, x[j]) }
+                // Both reductions in 16 lanes (TileMath): as plain loops they stayed scalar, exp included.
+                let sliceMax = V > 0 ? TileMath.max(x, V) : -Float.infinity
                 var m = rowMax[n]
                 if sliceMax > m {
                     if m > -.infinity { rowSum[n] *= FastMath.exp(m - sliceMax) }
                     m = sliceMax
                     rowMax[n] = m
                 }
-                var total: Float = 0
-                for j in 0..<V { total += FastMath.exp(x[j] - m) }
-                rowSum[n] += total
+                rowSum[n] += TileMath.sumExpShifted(x, V, by: m)
                 if columns.contains(target) { targetLogit[n] = x[target - columns.lowerBound] }
             }
         }
@@ -125,7 +122,7 @@ public enum CrossEntropy {
                 let d = dlogits + n * ld
                 guard target >= 0 else { d.update(repeating: 0, count: V); continue }
                 let x = logits + n * ld, lse = logSumExp[n]
-                for j in 0..<V { d[j] = FastMath.exp(x[j] - lse) * gradientScale }
+                TileMath.expShifted(d, x, V, by: lse, scale: gradientScale)
                 if columns.contains(target) { d[target - columns.lowerBound] -= gradientScale }
             }
         }

@@ -8,12 +8,9 @@ public enum LayerNorm {
         Parallel.rows(N) { rows in
             for n in rows {
                 let x = inp + n * C
-                var m: Float = 0
-                for i in 0..<C { m += x[i] }
-                m /= Float(C)
-                var v: Float = 0
-                for i in 0..<C { let d = x[i] - m; v += d * d }
-                v /= Float(C)
+                // Row sums in 16 lanes (TileMath): a plain loop's dependent adds stay scalar.
+                let m = TileMath.sum(x, C) / Float(C)
+                let v = TileMath.sumOfSquaredDeviations(x, C, from: m) / Float(C)
                 let s = 1 / (v + eps).squareRoot()
                 let o = out + n * C
                 if let bias {
@@ -38,15 +35,9 @@ public enum LayerNorm {
             for n in rows {
                 let x = inp + n * C, d = dout + n * C, dx = dinp + n * C
                 let m = mean[n], s = rstd[n]
-                var dnormMean: Float = 0, dnormNormMean: Float = 0
-                for i in 0..<C {
-                    let xhat = (x[i] - m) * s
-                    let dnorm = d[i] * weight[i]
-                    dnormMean += dnorm
-                    dnormNormMean += dnorm * xhat
-                }
-                dnormMean /= Float(C)
-                dnormNormMean /= Float(C)
+                // Σ dnorm and Σ dnorm · x̂, with dnorm = d · w and x̂ = (x − m) · s, in 16 lanes.
+                let dnormMean = TileMath.dot(d, weight, C) / Float(C)
+                let dnormNormMean = TileMath.layerNormBackwardDot(d, weight, x, C, mean: m, rstd: s) / Float(C)
                 for i in 0..<C {
                     let xhat = (x[i] - m) * s
                     dx[i] += (d[i] * weight[i] - dnormMean - xhat * dnormNormMean) * s
@@ -76,8 +67,7 @@ public enum RMSNorm {
         Parallel.rows(N) { rows in
             for n in rows {
                 let x = inp + n * C, o = out + n * C
-                var ss: Float = 0
-                for i in 0..<C { ss += x[i] * x[i] }
+                let ss = TileMath.dot(x, x, C)
                 let s = 1 / (ss / Float(C) + eps).squareRoot()
                 for i in 0..<C { o[i] = weight[i] * (x[i] * s) }
                 rstd[n] = s
@@ -93,9 +83,8 @@ public enum RMSNorm {
             for n in rows {
                 let x = inp + n * C, d = dout + n * C, dx = dinp + n * C
                 let s = rstd[n]
-                var dot: Float = 0  // Σ dnorm · x̂
-                for i in 0..<C { dot += d[i] * weight[i] * x[i] * s }
-                dot /= Float(C)
+                // Σ dnorm · x̂ = s · Σ d · w · x
+                let dot = s * TileMath.dot3(d, weight, x, C) / Float(C)
                 for i in 0..<C { dx[i] += s * (d[i] * weight[i] - x[i] * s * dot) }
             }
         }

@@ -47,20 +47,18 @@ public final class ModelOptimizer {
         adam.beginStep()
         if let g = model.gradientStorage {
             for (r, decay) in baseRanges {
-                if factor < 1 { BLAS.scal(count: r.count, alpha: factor, x: g.pointer + r.lowerBound) }
                 adam.update(params: model.parameterStorage.pointer + r.lowerBound, grads: g.pointer + r.lowerBound,
                             m: baseM.pointer + r.lowerBound, v: baseV.pointer + r.lowerBound, count: r.count,
-                            learningRate: learningRate, decay: decay)
+                            learningRate: learningRate, decay: decay, gradientScale: factor)
             }
         }
         if let a = model.adapters, let m = adapterM, let v = adapterV {
-            if factor < 1 { BLAS.scal(count: a.totalCount, alpha: factor, x: a.gradientStorage.pointer) }
             for adapter in a.adapters {
                 for (offset, count, trains) in [(adapter.aOffset, adapter.aCount, a.config.trainA),
                                                 (adapter.bOffset, adapter.bCount, a.config.trainB)] where trains {
                     adam.update(params: a.storage.pointer + offset, grads: a.gradientStorage.pointer + offset,
                                 m: m.pointer + offset, v: v.pointer + offset, count: count,
-                                learningRate: learningRate, decay: true)
+                                learningRate: learningRate, decay: true, gradientScale: factor)
                 }
             }
         }

@@ -392,20 +392,20 @@ public final class ZeroEngine: BlockResidency, @unchecked Sendable {
             var packed = 0
             for seg in updateSegments(b) {
                 let g = gradientPointer(b, seg.range.lowerBound, packedIndex: packed)
-                if factor < 1 { BLAS.scal(count: seg.range.count, alpha: factor, x: g) }
                 adam.update(params: parameterPointer(b, seg.range.lowerBound), grads: g, m: m[b].pointer + packed,
-                            v: v[b].pointer + packed, count: seg.range.count, learningRate: learningRate, decay: seg.decay)
+                            v: v[b].pointer + packed, count: seg.range.count, learningRate: learningRate, decay: seg.decay,
+                            gradientScale: factor)
                 packed += seg.range.count
             }
         }
         if stage == 1 || stage == 2 { gatherUpdatedParameters() }
         if shards.contains(where: { $0.packedCount > 0 }) { model.parametersChanged() }  // bf16 copies are remade at next use
         if let a = model.adapters, let am = adapterM, let av = adapterV {
-            if factor < 1 { BLAS.scal(count: a.totalCount, alpha: factor, x: a.gradientStorage.pointer) }
             for adapter in a.adapters {
                 for (offset, count, trains) in [(adapter.aOffset, adapter.aCount, a.config.trainA), (adapter.bOffset, adapter.bCount, a.config.trainB)] where trains {
                     adam.update(params: a.storage.pointer + offset, grads: a.gradientStorage.pointer + offset,
-                                m: am.pointer + offset, v: av.pointer + offset, count: count, learningRate: learningRate, decay: true)
+                                m: am.pointer + offset, v: av.pointer + offset, count: count, learningRate: learningRate, decay: true,
+                                gradientScale: factor)
                 }
             }
         }
