@@ -61,6 +61,27 @@ import SubspaceModel
         try check(stage: stage, ranks: ranks, bucketBytes: 1024, overlap: true)
     }
 
+    /// Once its holders let go, an engine and its model are freed at every stage (the model refers to its
+    /// engine weakly; a strong reference back kept both, and every run's moments, alive for good).
+    @Test(arguments: [0, 1, 2, 3])
+    func engineAndModelAreFreedAfterUse(stage: Int) throws {
+        final class Weak: @unchecked Sendable { weak var engine: ZeroEngine?; weak var model: Transformer? }
+        let refs = try LocalCluster.run(size: 2) { comm -> Weak in
+            let refs = Weak()
+            do {
+                let engine = ZeroEngine(model: Self.model(), communicator: comm, stage: stage, adam: Self.adam, maxGradientNorm: 0.5)
+                _ = try StepRunner(engine: engine).run(Self.batch(step: 0, rank: comm.rank, ranks: 2, microBatch: 1),
+                                                       learningRate: 1e-2, step: 0)
+                (refs.engine, refs.model) = (engine, engine.model)
+                #expect(engine.model.residency === engine)
+            }
+            return refs
+        }
+        for r in refs {
+            #expect(r.engine == nil && r.model == nil, "stage \(stage): engine or model still alive after use")
+        }
+    }
+
     func check(stage: Int, ranks: Int, bucketBytes: Int, overlap: Bool) throws {
         let frozen: Set<TensorRole> = [.layer(0, .q), .layer(1, .k)]
         let (expectedLosses, _) = Self.reference(frozen: frozen)

@@ -24,7 +24,9 @@ public final class Transformer: @unchecked Sendable {
     /// `parameterStorage` without counting as a change: for reading, or for saying where a block is.
     var flatParameters: TensorStorage {
         if let storage = allocatedParameters { return storage }
-        precondition(!parametersSharded, "the full parameter buffer of a model whose parameters are sharded (ZeRO-3) was asked for")
+        precondition(!parametersSharded, residency == nil
+            ? "the parameters of this model live in its ZeRO-3 engine, which is gone: keep the engine (or the Trainer) alive while the model is used"
+            : "the full parameter buffer of a model whose parameters are sharded (ZeRO-3) was asked for")
         let storage = TensorStorage(capacity: layout.totalCount)
         allocatedParameters = storage
         return storage
@@ -73,8 +75,11 @@ public final class Transformer: @unchecked Sendable {
     /// When set, backward writes ∂L/∂ξ per batch row into `gateGradients`.
     public var computesGateGradients = false
     var gateGradientBuffer: Buffer?
-    /// Where blocks' parameters and gradients live while they run (ZeRO); nil: the flat buffers.
-    public var residency: BlockResidency?
+    /// Where blocks' parameters and gradients live while they run (ZeRO); nil: the flat buffers. Weak: the
+    /// engine that sets itself here holds the model, and a strong reference back made every training run
+    /// leak its model, gradients and optimizer moments (a study running many trainings in one process grew
+    /// by a run's worth of memory each time). Whoever uses the model keeps its engine (or Trainer) alive.
+    public weak var residency: BlockResidency?
     /// bf16 copies of the blocks when `precision` is bf16 (Transformer+Precision.swift).
     var lowPrecision: LowPrecisionWeights?
     /// Advanced by every change of the fp32 parameters (`parametersChanged()`); a bf16 copy made at
