@@ -75,8 +75,8 @@ public enum CrossEntropy {
                 let target = Int(targets[n])
                 guard target >= 0 else { continue }
                 let x = logits + n * ld
-                // Both reductions in 16 lanes (TileMath): as plain loops they stayed scalar, exp included.
-                let sliceMax = V > 0 ? TileMath.max(x, V) : -Float.infinity
+                // Both reductions in vector lanes (TileMath): as plain loops they stayed scalar, exp included.
+                let sliceMax = TileMath.max(x, V)
                 var m = rowMax[n]
                 if sliceMax > m {
                     if m > -.infinity { rowSum[n] *= FastMath.exp(m - sliceMax) }

@@ -77,30 +77,7 @@ extension BPEEncoder {
         if bytes.isEmpty { return }
         let preTokenizer = tokenizer.pipeline!.preTokenizer
         if let pattern = preTokenizer.tilingPattern {
-            // One loop per engine, so the engine is not switched on (nor its payload copied) per piece.
-            var start = 0
-            switch pattern.engine {
-            case .qwen(let digits):
-                let table = GPT2PreTokenizer.classTable
-                while start < bytes.count {
-                    let end = QwenPreTokenizer.pieceEnd(bytes, from: start, maximumDigits: digits, table)
-                    encodePiece(UnsafeBufferPointer(rebasing: bytes[start..<end]), into: &output)
-                    start = end
-                }
-            case .gpt2:
-                let table = GPT2PreTokenizer.classTable
-                while start < bytes.count {
-                    let end = GPT2PreTokenizer.pieceEnd(bytes, from: start, table)
-                    encodePiece(UnsafeBufferPointer(rebasing: bytes[start..<end]), into: &output)
-                    start = end
-                }
-            default:
-                while start < bytes.count {
-                    let end = pattern.pieceEnd(bytes, from: start)
-                    encodePiece(UnsafeBufferPointer(rebasing: bytes[start..<end]), into: &output)
-                    start = end
-                }
-            }
+            pattern.forEachTile(bytes) { encodePiece(UnsafeBufferPointer(rebasing: bytes[$0]), into: &output) }
         } else if preTokenizer.isWholeStretch {
             encodePiece(bytes, into: &output)
         } else {

@@ -265,13 +265,7 @@ struct BPEEncoder {
             encodePiece(bytes, into: &output)
             return
         }
-        var start = 0
-        let table = GPT2PreTokenizer.classTable
-        while start < bytes.count {
-            let end = GPT2PreTokenizer.pieceEnd(bytes, from: start, table)
-            encodePiece(UnsafeBufferPointer(rebasing: bytes[start..<end]), into: &output)
-            start = end
-        }
+        GPT2PreTokenizer.forEachPiece(bytes) { encodePiece(UnsafeBufferPointer(rebasing: bytes[$0]), into: &output) }
     }
 
     /// Appends the ids of one pre-token.

@@ -22,12 +22,7 @@ public enum GPT2PreTokenizer {
         var text = text
         return text.withUTF8 { bytes in
             var pieces: [String] = []
-            var start = 0
-            while start < bytes.count {
-                let end = pieceEnd(bytes, from: start)
-                pieces.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self))
-                start = end
-            }
+            forEachPiece(bytes) { pieces.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[$0]), as: UTF8.self)) }
             return pieces
         }
     }
@@ -60,13 +55,7 @@ public enum GPT2PreTokenizer {
         }
     }
 
-    /// Class and UTF-8 length of the scalar starting at `i` (`bytes` is valid UTF-8).
-    @inline(__always)
-    static func scalarClass(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int) -> (UInt8, Int) {
-        scalarClass(bytes, i, classTable)
-    }
-
-    /// `scalarClass` with `classTable` passed in.
+    /// Class and UTF-8 length of the scalar starting at `i` (`bytes` is valid UTF-8). `table`: `classTable`.
     @inline(__always)
     static func scalarClass(_ bytes: UnsafeBufferPointer<UInt8>, _ i: Int, _ table: UnsafePointer<UInt8>) -> (UInt8, Int) {
         let lead = bytes[i]
@@ -84,13 +73,20 @@ public enum GPT2PreTokenizer {
         return (Unicode.Scalar(v).map(classify) ?? other, 4)
     }
 
-    /// The end (exclusive byte offset) of the piece that starts at `start` (< `bytes.count`).
+    /// Calls `body` with each piece's byte range, in order (the pieces tile `bytes`).
     @inline(__always)
-    static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
-        pieceEnd(bytes, from: start, classTable)
+    static func forEachPiece(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Range<Int>) -> Void) {
+        let table = classTable
+        var start = 0
+        while start < bytes.count {
+            let end = pieceEnd(bytes, from: start, table)
+            body(start..<end)
+            start = end
+        }
     }
 
-    /// `pieceEnd` with `classTable` passed in.
+    /// The end (exclusive byte offset) of the piece that starts at `start` (< `bytes.count`); `table`:
+    /// `classTable`.
     @inline(__always)
     static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, _ table: UnsafePointer<UInt8>) -> Int {
         let n = bytes.count

@@ -173,12 +173,8 @@ struct PreTokenizerPipeline: Sendable {
             if addPrefixSpace && bytes.first != 0x20 { bytes.insert(0x20, at: 0) }
             if useRegex {
                 let ranges = bytes.withUnsafeBufferPointer { b -> [Range<Int>] in
-                    var ranges: [Range<Int>] = [], start = 0
-                    while start < b.count {
-                        let end = GPT2PreTokenizer.pieceEnd(b, from: start)
-                        ranges.append(start..<end)
-                        start = end
-                    }
+                    var ranges: [Range<Int>] = []
+                    GPT2PreTokenizer.forEachPiece(b) { ranges.append($0) }
                     return ranges
                 }
                 cut(bytes, atOrigin: piece.atOrigin, ranges)

@@ -65,13 +65,14 @@ struct SplitPattern: @unchecked Sendable {
         }
     }
 
-    /// For a pattern that tiles the text: the end of the match that starts at `start`.
+    /// For a pattern that tiles the text: calls `body` with each match's byte range, in order. The engine
+    /// is chosen once, not per piece.
     @inline(__always)
-    func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+    func forEachTile(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (Range<Int>) -> Void) {
         switch engine {
-        case .gpt2: return GPT2PreTokenizer.pieceEnd(bytes, from: start)
-        case .qwen(let digits): return QwenPreTokenizer.pieceEnd(bytes, from: start, maximumDigits: digits)
-        default: preconditionFailure("pieceEnd on a pattern that does not tile the text")
+        case .gpt2: GPT2PreTokenizer.forEachPiece(bytes, body)
+        case .qwen(let digits): QwenPreTokenizer.forEachPiece(bytes, maximumDigits: digits, body)
+        default: preconditionFailure("forEachTile on a pattern that does not tile the text")
         }
     }
 
@@ -81,12 +82,7 @@ struct SplitPattern: @unchecked Sendable {
         var found: [Range<Int>] = []
         switch engine {
         case .gpt2, .qwen:
-            var start = 0
-            while start < bytes.count {
-                let end = pieceEnd(bytes, from: start)
-                found.append(start..<end)
-                start = end
-            }
+            forEachTile(bytes) { found.append($0) }
         case .literal(let needle):
             let n = needle.count
             var i = 0
@@ -135,12 +131,19 @@ enum QwenPreTokenizer {
     static var space: UInt8 { GPT2PreTokenizer.space }
     static var other: UInt8 { GPT2PreTokenizer.other }
 
+    /// Calls `body` with each piece's byte range, in order (the pieces tile `bytes`).
     @inline(__always)
-    static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, maximumDigits: Int) -> Int {
-        pieceEnd(bytes, from: start, maximumDigits: maximumDigits, GPT2PreTokenizer.classTable)
+    static func forEachPiece(_ bytes: UnsafeBufferPointer<UInt8>, maximumDigits: Int, _ body: (Range<Int>) -> Void) {
+        let table = GPT2PreTokenizer.classTable
+        var start = 0
+        while start < bytes.count {
+            let end = pieceEnd(bytes, from: start, maximumDigits: maximumDigits, table)
+            body(start..<end)
+            start = end
+        }
     }
 
-    /// `pieceEnd` with the scalar class table passed in (see `GPT2PreTokenizer.classTable`).
+    /// The end of the piece that starts at `start` (< `bytes.count`); `table`: `GPT2PreTokenizer.classTable`.
     @inline(__always)
     static func pieceEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, maximumDigits: Int,
                          _ table: UnsafePointer<UInt8>) -> Int {

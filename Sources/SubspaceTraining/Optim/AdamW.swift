@@ -67,14 +67,15 @@ public enum GradientClipping {
         let block = 1 << 14
         let blocks = (count + block - 1) / block
         if blocks <= 1 { return blockSumOfSquares(g, count: count) }
-        var partial = [Double](repeating: 0, count: blocks)
-        partial.withUnsafeMutableBufferPointer { partial in
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: blocks) { partial in
             let partial = partial.baseAddress!
             Parallel.rows(blocks, minimumPerChunk: 4) { range in
                 for b in range { partial[b] = blockSumOfSquares(g + b * block, count: Swift.min(block, count - b * block)) }
             }
+            var total = 0.0
+            for b in 0..<blocks { total += partial[b] }
+            return total
         }
-        return partial.reduce(0, +)
     }
 
     @inline(__always)
