@@ -13,8 +13,10 @@ import Synchronization
 /// channel that needs no shared file system: point-to-point messages on a duplicate of an MPI
 /// communicator (`MPIHeartbeat`, which needs `MPI_THREAD_MULTIPLE`) or the group's shared state for
 /// in-process ranks. The process's watchdog thread (`Watchdog`) drives the heartbeats and checks the
-/// waits. A rank frozen by SIGSTOP, or a node that hangs, stops sending, so the ranks waiting for it
-/// name it from the last value it sent.
+/// waits. Every rank also sends its value to every peer once per keep-alive period (an eighth of the
+/// limit, at least the heartbeat interval), so a rank frozen by SIGSTOP, or a node that hangs, is named
+/// as *silent* — even when it froze inside the collective its peers are waiting in, where its sequence
+/// number alone would make it look as far along as they are.
 ///
 /// On a timeout the default handler writes the report to stderr and `_exit`s: legal whatever another
 /// thread is doing inside MPI (unlike `MPI_Abort` from a second thread), and `mpirun` ends the whole
@@ -37,7 +39,12 @@ public final class WatchedCommunicator: Communicator, @unchecked Sendable {
     private let closed = Atomic<Bool>(false)
     /// Seconds between heartbeat exchanges, and when the last one ran (watchdog thread only).
     var heartbeatInterval: Double { min(1, max(Watchdog.pollInterval, timeout / 20)) }
+    /// Seconds between values sent even when unchanged; a peer not heard from for `silenceLimit` is
+    /// reported as silent (four keep-alive periods: a live rank's late message is not mistaken for it).
+    public var keepAliveInterval: Double { max(heartbeatInterval, timeout / 8) }
+    public var silenceLimit: Double { 4 * keepAliveInterval }
     private var lastExchange: UInt64 = 0
+    private var lastKeepAlive: UInt64 = 0
     /// Set (by the watchdog thread) when a heartbeat call failed; the channel is then left alone.
     private let heartbeatFailure = Mutex<String?>(nil)
 
@@ -75,6 +82,7 @@ public final class WatchedCommunicator: Communicator, @unchecked Sendable {
     public static let endProcess: @Sendable (String) -> Void = { message in
         let line = Array((message + "\n").utf8)
         line.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+        LauncherOutput.waitUntilRead(flushStdio: false)
         _exit(3)
     }
 
@@ -90,10 +98,12 @@ public final class WatchedCommunicator: Communicator, @unchecked Sendable {
         // Heartbeats every heartbeatInterval (a twentieth of the limit, 50 ms to 1 s): ranks behind are
         // still named from values far fresher than the limit, and a large job sends few messages.
         let due = isClosing || Double(now &- lastExchange) * 1e-9 >= heartbeatInterval
+        let keepAlive = Double(now &- lastKeepAlive) * 1e-9 >= keepAliveInterval
         if due { lastExchange = now }
+        if due && keepAlive { lastKeepAlive = now }
         if due, let heartbeat, heartbeatFailure.withLock({ $0 == nil }) {
             do {
-                if try heartbeat.exchange(entered: entered.load(ordering: .acquiring), closing: isClosing) {
+                if try heartbeat.exchange(entered: entered.load(ordering: .acquiring), closing: isClosing, keepAlive: keepAlive) {
                     drained.store(true, ordering: .releasing)
                 }
             } catch {
@@ -120,12 +130,32 @@ public final class WatchedCommunicator: Communicator, @unchecked Sendable {
         guard let heartbeat else {
             return me + "ranks behind unknown (\(heartbeatMissing ?? "one rank"))"
         }
-        let heard = heartbeat.heard
-        let behind = (0..<size).filter { heard[$0] < sequence }
-        guard !behind.isEmpty else { return me + "every rank has reached it (a transport is stuck)" }
-        return me + "ranks that have not reached it: " + behind.map { r in
-            "\(world[r])" + (world[r] != r ? " (rank \(r) here)" : "") + " (last entered #\(heard[r]))"
-        }.joined(separator: ", ")
+        let now = DispatchClock.now
+        let silentFor = heartbeat.lastHeard.map { $0 == .max || $0 >= now ? 0 : Double(now - $0) * 1e-9 }
+        return me + Self.whoIsBehind(sequence: sequence, heard: heartbeat.heard, silentFor: silentFor,
+                                     silenceLimit: silenceLimit, worldRanks: world)
+    }
+
+    /// Names the ranks a collective #`sequence` waits for: first those silent for longer than
+    /// `silenceLimit` seconds (stopped, hung, or cut off: the likely cause, wherever they stopped), then
+    /// live ranks that have not entered it; if there are none, every rank has entered it and is alive,
+    /// so the transport underneath is stuck.
+    static func whoIsBehind(sequence: Int, heard: [Int], silentFor: [Double], silenceLimit: Double,
+                            worldRanks world: [Int]) -> String {
+        func name(_ r: Int) -> String { "\(world[r])" + (world[r] != r ? " (rank \(r) here)" : "") }
+        let silent = heard.indices.filter { silentFor[$0] > silenceLimit }
+        let behind = heard.indices.filter { heard[$0] < sequence && !silent.contains($0) }
+        var parts: [String] = []
+        if !silent.isEmpty {
+            parts.append("ranks silent for over \(silenceLimit) s (stopped, hung, or their node unreachable): "
+                + silent.map { "\(name($0)) (last heard \(Int(silentFor[$0])) s ago, when it had entered #\(heard[$0]))" }
+                    .joined(separator: ", "))
+        }
+        if !behind.isEmpty {
+            parts.append((silent.isEmpty ? "" : "live ") + "ranks that have not reached it: "
+                + behind.map { "\(name($0)) (last entered #\(heard[$0]))" }.joined(separator: ", "))
+        }
+        return parts.isEmpty ? "every rank has reached it and is alive (a transport is stuck)" : parts.joined(separator: "; ")
     }
 
     // MARK: Watching

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SubspaceDistributed
 
 @main
 struct Subspace: ParsableCommand {
@@ -12,6 +13,7 @@ struct Subspace: ParsableCommand {
     /// for '--rank'"); joined as `--rank=-1`, a negative number reaches the command's own check ("must
     /// be ≥ 1"). Only a negative number after a `--long` option is joined.
     static func main() {
+        LauncherOutput.waitAtExit()  // a refusal's message reaches mpirun's output before the job is torn down
         var arguments = Array(CommandLine.arguments.dropFirst())
         var i = 0
         while i + 1 < arguments.count {

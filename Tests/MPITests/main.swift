@@ -6,12 +6,13 @@
 // Exits non-zero if any rank failed.
 
 import Foundation
+import Synchronization
 import SubspaceDistributed
 import SubspaceTestSupport
 
 let environment: MPIEnvironment
 do {
-    environment = try MPIEnvironment.initialize(threadLevel: .funneled)
+    environment = try MPIEnvironment.initialize(threadLevel: .multiple)  // the watchdog's heartbeats need it
 } catch {
     FileHandle.standardError.write(Data("MPITests: \(error)\n".utf8))
     exit(2)
@@ -118,6 +119,44 @@ if world.isSingleNode && world.size > 1 {
             if worst > tolerance { failures.append("total \(total): max difference \(worst)") }
         }
         return failures
+    }
+}
+
+// A rank frozen inside a collective it has entered: by sequence numbers alone it looks as far along as
+// the ranks waiting for it ("every rank has reached it"), which is what a CI run once printed. The last
+// rank enters all-reduce #2 (16 MiB: many steps, so the others cannot finish it without the victim) and
+// stops itself (SIGSTOP) 0.3 s later, while the others are still on their way; their watchdogs (limit
+// 2 s) must name it as silent. Rank 0 then resumes it (same node: its pid), and everything completes.
+// The stopped rank's own watchdog may fire on waking (it waited in #2 the whole time); what it says is
+// not checked.
+if world.isSingleNode && world.size > 1 && environment.providedThreadLevel == .multiple {
+    check("watchdog names a rank stopped inside a collective as silent") {
+        let victim = world.size - 1
+        let pids = try world.allGather(Int64(getpid()))
+        let reports = Mutex<[String]>([])
+        let watched = try WatchedCommunicator(world, timeout: 2) { message in reports.withLock { $0.append(message) } }
+        try watched.barrier()
+        if world.rank == victim {
+            Thread.detachNewThread { usleep(300_000); kill(getpid(), SIGSTOP) }
+        } else {
+            usleep(1_000_000)
+        }
+        if world.rank == 0 {
+            Thread.detachNewThread {
+                for _ in 0..<1000 where reports.withLock({ $0.isEmpty }) { usleep(10_000) }
+                kill(pid_t(pids[victim]), SIGCONT)
+            }
+        }
+        var values = [Float](repeating: Float(world.rank), count: 4 << 20)
+        try watched.allReduce(&values, op: .sum)
+        try watched.close()
+        let sum = Float(world.size * (world.size - 1) / 2)
+        if values.first != sum || values.last != sum { return ["all-reduce after the resume gave \(values.first!), expected \(sum)"] }
+        guard world.rank != victim else { return [] }
+        let all = reports.withLock { $0 }
+        let expected = "ranks silent for over \(watched.silenceLimit) s (stopped, hung, or their node unreachable): \(victim) (last heard "
+        return all.count == 1 && all[0].contains("'allReduce' #2") && all[0].contains(expected) && all[0].contains("when it had entered #2)") ? []
+            : ["expected one report naming rank \(victim) as silent in all-reduce #2, got \(all)"]
     }
 }
 

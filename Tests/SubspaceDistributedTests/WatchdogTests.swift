@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import SubspaceDistributed
+@testable import SubspaceDistributed
 import Testing
 
 @Suite struct WatchdogTests {
@@ -41,5 +41,23 @@ import Testing
         let all = reports.withLock { $0 }
         #expect(all.count == 1, "\(all)")
         #expect(all.first?.contains("ranks that have not reached it: 3 (rank 1 here)") == true, "\(all)")
+    }
+
+    /// Who a report names: silent ranks first (whatever they last entered), then live ranks behind; a
+    /// transport is blamed only when every rank has entered the collective and is alive. The first case
+    /// is the one a CI run printed as "every rank has reached it" with rank 3 frozen inside #17.
+    @Test func silentRanksAreNamedBeforeLiveOnes() {
+        let world = [0, 1, 2, 3]
+        let frozenInside = WatchedCommunicator.whoIsBehind(sequence: 17, heard: [17, 17, 17, 17], silentFor: [0, 0.1, 0, 5.2],
+                                                           silenceLimit: 2.5, worldRanks: world)
+        #expect(frozenInside == "ranks silent for over 2.5 s (stopped, hung, or their node unreachable): 3 (last heard 5 s ago, when it had entered #17)")
+        let waitingBehindIt = WatchedCommunicator.whoIsBehind(sequence: 18, heard: [18, 18, 17, 17], silentFor: [0, 0, 0.2, 5.2],
+                                                              silenceLimit: 2.5, worldRanks: world)
+        #expect(waitingBehindIt.hasPrefix("ranks silent for over 2.5 s (stopped, hung, or their node unreachable): 3 (last heard 5 s ago, when it had entered #17)"))
+        #expect(waitingBehindIt.hasSuffix("; live ranks that have not reached it: 2 (last entered #17)"))
+        let slow = WatchedCommunicator.whoIsBehind(sequence: 5, heard: [5, 4], silentFor: [0, 0.5], silenceLimit: 2.5, worldRanks: [4, 7])
+        #expect(slow == "ranks that have not reached it: 7 (rank 1 here) (last entered #4)")
+        let stuck = WatchedCommunicator.whoIsBehind(sequence: 5, heard: [5, 6], silentFor: [0, 2.4], silenceLimit: 2.5, worldRanks: [0, 1])
+        #expect(stuck == "every rank has reached it and is alive (a transport is stuck)")
     }
 }

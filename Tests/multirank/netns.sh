@@ -97,7 +97,7 @@ else
         wait $job; status=$?
         expect "watchdog across nodes: job ended (status $status) ${took} s after SIGSTOP of rank 3 on node1, within 5 + 10 s" \
             python3 -c "import sys; sys.exit(0 if $status != 0 and $took <= 15 else 1)"
-        expect "watchdog across nodes: names rank 3" grep -q "ranks that have not reached it: 3 " "$WORK/private/hang.log" \
+        expect "watchdog across nodes: names rank 3 as silent" grep -qE "ranks silent for over [0-9.]+ s \\([^)]*\\): 3 \\(last heard [0-9]+ s ago, when it had entered #[0-9]+\\)" "$WORK/private/hang.log" \
             || tail -5 "$WORK/private/hang.log"
     fi
     kill -CONT "$victim" 2>/dev/null

@@ -44,7 +44,7 @@ hang() {
         wait $job; local status=$?
         expect "$name: job ended (status $status) ${took} s after SIGSTOP, within 5 + 10 s" \
             python3 -c "import sys; sys.exit(0 if $status != 0 and $took <= 15 else 1)"
-        expect "$name: the watchdog names rank 2" grep -q "ranks that have not reached it: 2 " "$log" \
+        expect "$name: the watchdog names rank 2 as silent" grep -qE "ranks silent for over [0-9.]+ s \\([^)]*\\): 2 \\(last heard [0-9]+ s ago, when it had entered #[0-9]+\\)" "$log" \
             || { tail -5 "$log"; }
     fi
     kill -CONT "$victim" 2>/dev/null; kill -9 "$victim" 2>/dev/null

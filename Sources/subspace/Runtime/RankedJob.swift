@@ -80,6 +80,7 @@ struct RankedJob {
     /// Prints the error naming this rank and ends the whole job.
     func fail(_ error: any Error) -> Never {
         FileHandle.standardError.write(Data("\(prefix) error: \(Self.describe(error))\n".utf8))
+        LauncherOutput.waitUntilRead()  // the launcher reads the reason before the abort tears the job down
         if world.size > 1 { environment.abort(code: 1) }
         exit(1)
     }
