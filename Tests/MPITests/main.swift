@@ -125,10 +125,10 @@ if world.isSingleNode && world.size > 1 {
 // A rank frozen inside a collective it has entered: by sequence numbers alone it looks as far along as
 // the ranks waiting for it ("every rank has reached it"), which is what a CI run once printed. The last
 // rank enters all-reduce #2 (16 MiB: many steps, so the others cannot finish it without the victim) and
-// stops itself (SIGSTOP) 0.3 s later, while the others are still on their way; their watchdogs (limit
-// 2 s) must name it as silent. Rank 0 then resumes it (same node: its pid), and everything completes.
-// The stopped rank's own watchdog may fire on waking (it waited in #2 the whole time); what it says is
-// not checked.
+// stops itself (SIGSTOP) 0.6 s later, its heartbeats (every 0.1 s) having said #2; the others enter at
+// 2 s, and their watchdogs (limit 2 s) must name it as silent. Rank 0 then resumes it (same node: its
+// pid), and everything completes. The stopped rank's own watchdog may fire on waking (it waited in #2
+// the whole time); what it says is not checked.
 if world.isSingleNode && world.size > 1 && environment.providedThreadLevel == .multiple {
     check("watchdog names a rank stopped inside a collective as silent") {
         let victim = world.size - 1
@@ -137,9 +137,9 @@ if world.isSingleNode && world.size > 1 && environment.providedThreadLevel == .m
         let watched = try WatchedCommunicator(world, timeout: 2) { message in reports.withLock { $0.append(message) } }
         try watched.barrier()
         if world.rank == victim {
-            Thread.detachNewThread { usleep(300_000); kill(getpid(), SIGSTOP) }
+            Thread.detachNewThread { usleep(600_000); kill(getpid(), SIGSTOP) }
         } else {
-            usleep(1_000_000)
+            usleep(2_000_000)
         }
         if world.rank == 0 {
             Thread.detachNewThread {
