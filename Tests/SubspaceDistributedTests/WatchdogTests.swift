@@ -9,9 +9,9 @@ import Testing
     @Test func namesTheRankThatHasNotArrived() throws {
         let reports = Mutex<[String]>([])
         try LocalCluster.run(size: 3, timeout: 10) { comm in
-            let watched = try WatchedCommunicator(comm, timeout: 0.3) { message in reports.withLock { $0.append(message) } }
+            let watched = try WatchedCommunicator(comm, timeout: 0.6) { message in reports.withLock { $0.append(message) } }
             try watched.barrier()
-            if comm.rank == 2 { Thread.sleep(forTimeInterval: 1.2) }
+            if comm.rank == 2 { Thread.sleep(forTimeInterval: 2.0) }
             try watched.barrier()
             var value = [Double(comm.rank)]
             try watched.allReduce(&value, op: .sum)
@@ -30,10 +30,10 @@ import Testing
     @Test func splitIsWatched() throws {
         let reports = Mutex<[String]>([])
         try LocalCluster.run(size: 4, timeout: 10) { comm in
-            let watched = try WatchedCommunicator(comm, timeout: 0.3) { message in reports.withLock { $0.append(message) } }
+            let watched = try WatchedCommunicator(comm, timeout: 0.6) { message in reports.withLock { $0.append(message) } }
             let half = try watched.split(color: comm.rank % 2, key: comm.rank)
             #expect(half is WatchedCommunicator)
-            if comm.rank == 3 { Thread.sleep(forTimeInterval: 1.2) }
+            if comm.rank == 3 { Thread.sleep(forTimeInterval: 2.0) }
             try half.barrier()
             try half.free()
             try watched.close()
