@@ -37,6 +37,31 @@ import SubspaceCore
         }
     }
 
+    /// A wrong --model says what is wrong with the path: no such folder, a file, a training run's folder
+    /// (its model is final/), or a folder without config.json; a model folder without tokenizer.json says
+    /// to pass --tokenizer, `bytes` for a 256-entry vocabulary.
+    @Test func wrongModelFoldersAreNamed() throws {
+        let root = temporary()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        func message(_ folder: String) -> String {
+            do { _ = try ModelConfig(hfConfigAt: folder + "/config.json"); return "loaded" } catch { return "\(error)" }
+        }
+        #expect(message(root + "/absent").hasSuffix(": no folder \(root)/absent"))
+        FileManager.default.createFile(atPath: root + "/file", contents: Data("x".utf8))
+        #expect(message(root + "/file").hasSuffix(": \(root)/file is a file, not a model folder"))
+        try FileManager.default.createDirectory(atPath: root + "/run/final", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: modelFixtures() + "/gpt2-tiny/config.json", toPath: root + "/run/final/config.json")
+        #expect(message(root + "/run").hasSuffix("(\(root)/run is a training run's folder; its model is \(root)/run/final)"))
+        #expect(message(root).hasSuffix("no such file or folder (a model folder holds config.json and its weights)"))
+        #expect(message(root + "/run/final") == "loaded")
+        func tokenizerMessage(vocabulary: Int) -> String {
+            do { _ = try Tokenizers.load(nil, forModel: root + "/run/final", vocabularySize: vocabulary); return "loaded" } catch { return "\(error)" }
+        }
+        #expect(tokenizerMessage(vocabulary: 256).hasSuffix("pass --tokenizer bytes (this model's vocabulary is 256: a byte-level model)"))
+        #expect(tokenizerMessage(vocabulary: 50257).hasSuffix("pass --tokenizer with the tokenizer.json it was trained with"))
+        #expect(try Tokenizers.load("bytes", forModel: root + "/run/final", vocabularySize: 256).vocabularySize == 256)
+    }
+
     @Test func shardedAndHalfPrecisionRoundTrip() throws {
         let model = try HFCheckpoint.load(folder: modelFixtures() + "/llama-tiny")
         let out = temporary()

@@ -1,4 +1,5 @@
 import Foundation
+import SubspaceCore
 
 /// A model folder's `config.json` that Subspace cannot use, naming the file and key.
 public struct ModelConfigError: Error, CustomStringConvertible, Sendable {
@@ -11,11 +12,21 @@ public struct ModelConfigError: Error, CustomStringConvertible, Sendable {
 extension ModelConfig {
     /// Reads HF's `config.json` for `model_type` gpt2, llama or qwen2.
     public init(hfConfigAt path: String) throws {
-        let object: Any
-        do {
-            object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw ModelConfigError(file: path, key: nil, reason: "cannot read as JSON: \(error.localizedDescription)")
+        let data: Data, object: Any
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            let folder = (path as NSString).deletingLastPathComponent
+            var isFolder: ObjCBool = false
+            let reason = !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) ? "no folder \(folder)"
+                : !isFolder.boolValue ? "\(folder) is a file, not a model folder"
+                : "cannot read: \(FileSystemMessage.reason(error))"
+                    + (FileManager.default.fileExists(atPath: path) ? ""
+                       : FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent("final/config.json"))
+                       ? " (\(folder) is a training run's folder; its model is \((folder as NSString).appendingPathComponent("final")))"
+                       : " (a model folder holds config.json and its weights)")
+            throw ModelConfigError(file: path, key: nil, reason: reason)
+        }
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw ModelConfigError(file: path, key: nil, reason: "not valid JSON: \(error.localizedDescription)")
         }
         guard let json = object as? [String: Any] else {
             throw ModelConfigError(file: path, key: nil, reason: "not a JSON object")

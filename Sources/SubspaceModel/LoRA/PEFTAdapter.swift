@@ -23,9 +23,13 @@ public enum PEFTAdapter {
         func fail(_ key: String?, _ reason: String) -> LoRAError {
             LoRAError(reason: "\(path): " + (key.map { "'\($0)': " } ?? "") + reason)
         }
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-            throw fail(nil, "cannot read as JSON: \(error.localizedDescription)")
+        let data: Data, object: Any
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw fail(nil, "cannot read: \(FileSystemMessage.reason(error))"
+                       + (FileManager.default.fileExists(atPath: folder) ? " (a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors)" : ""))
+        }
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw fail(nil, "not valid JSON: \(error.localizedDescription)")
         }
         guard let json = object as? [String: Any] else { throw fail(nil, "not a JSON object") }
         if let type = json["peft_type"] as? String, type != "LORA" { throw fail("peft_type", "'\(type)' is not LORA") }

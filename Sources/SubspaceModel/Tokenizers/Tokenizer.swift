@@ -68,4 +68,18 @@ public enum Tokenizers {
         }
         return try BPETokenizer(contentsOfFile: specifier)
     }
+
+    /// The tokenizer for the model in `modelFolder` with `vocabularySize` entries: `specifier` if given,
+    /// else the folder's own tokenizer.json. A folder without one (Subspace's byte-level models) is an
+    /// error that says what to pass.
+    public static func load(_ specifier: String?, forModel modelFolder: String, vocabularySize: Int) throws -> any Tokenizer {
+        if let specifier { return try load(specifier) }
+        let file = (modelFolder as NSString).appendingPathComponent("tokenizer.json")
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw TokenizerFileError(file: file, .io, "no such file: the model folder holds no tokenizer; pass --tokenizer "
+                + (vocabularySize == ByteTokenizer().vocabularySize
+                   ? "bytes (this model's vocabulary is \(vocabularySize): a byte-level model)" : "with the tokenizer.json it was trained with"))
+        }
+        return try load(modelFolder)
+    }
 }

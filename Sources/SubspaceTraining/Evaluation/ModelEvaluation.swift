@@ -62,7 +62,7 @@ public enum ModelEvaluation {
             model.adapters?.training = false
         }
         let tokenizerSpecifier = o.tokenizer ?? o.model
-        let tokenizer = try Tokenizers.load(tokenizerSpecifier)
+        let tokenizer = try Tokenizers.load(o.tokenizer, forModel: o.model, vocabularySize: model.config.vocabularySize)
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw DataError(file: tokenizerSpecifier, .mismatch,
                             "the tokenizer's vocabulary (\(tokenizer.vocabularySize)) does not fit the model's (\(model.config.vocabularySize))")

@@ -49,7 +49,7 @@ struct Generate: ParsableCommand {
             network.adapters?.training = false
         }
         let specifier = tokenizer ?? model
-        let tokens = try Tokenizers.load(specifier)
+        let tokens = try Tokenizers.load(tokenizer, forModel: model, vocabularySize: network.config.vocabularySize)
         guard tokens.vocabularySize <= network.config.vocabularySize else {
             throw GenerationError("\(specifier): the tokenizer's vocabulary (\(tokens.vocabularySize)) does not fit the model's (\(network.config.vocabularySize))")
         }
