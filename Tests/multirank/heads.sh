@@ -58,12 +58,17 @@ if local_mpirun 2 "$SUBSPACE" heads study --config "$WORK/heads.yaml" > "$WORK/s
         expect "study wrote $f" test -s "$WORK/study/$f"
     done
     expect "report.html holds SVG figures" grep -q "<svg" "$WORK/study/report.html"
-    expect "stats.json has Spearman and top-K entries for 3 seeds" python3 -c "
+    expect "stats.json has Spearman and top-K entries for 3 seeds; I_pre vs P (the base alone) once, with one p-value" python3 -c "
 import json, sys
 s = json.load(open('$WORK/study/stats.json'))
 whats = {a['what'] for a in s['aggregates']}
 ok = len(s['seeds']) == 3 and 'spearman' in whats and any('overlap' in w for w in whats)
-ok = ok and all(len(a['pValues']) == 3 for a in s['aggregates'])
+base = [a for a in s['aggregates'] if a['method'] == 'base']
+ok = ok and all(len(a['pValues']) == 3 for a in s['aggregates'] if a['method'] != 'base')
+ok = ok and {(a['x'], a['y']) for a in base} == {('I_pre', 'P')} and len(base) == 4 and all(len(a['pValues']) == 1 for a in base)
+ok = ok and not any({p['x'], p['y']} == {'I_pre', 'P'} for seed in s['seeds'] for p in seed['pairs'])
+ok = ok and all(e['kind'] == 'important but static' for seed in s['seeds'] for m in seed['counterExamples'].values() for e in m)
+ok = ok and all(e['kind'] == 'plastic but unimportant' and 'updateRelative' not in e for e in s['baseCounterExamples'])
 sys.exit(0 if ok else 1)"
     expect "each method's LR sweep: ≥ 2 rates on the first seed, the chosen rate over 3 seeds, its runs measured" python3 -c "
 import json, sys

@@ -71,7 +71,7 @@ public enum HeadsReport {
              a.pValues.map { String(format: "%.3f", $0) }.joined(separator: " "), a.verdict]
         }
     }
-    static let aggregateHeader = ["method", "pair", "statistic", "mean ± std over seeds", "chance", "p per seed", "verdict"]
+    static let aggregateHeader = ["method", "pair", "statistic", "mean ± std over seeds (base: one value)", "chance", "p per seed (base: one)", "verdict"]
 
     static func counterRows(_ r: HeadsResults) -> [[String]] {
         var out: [[String]] = []
@@ -79,9 +79,14 @@ public enum HeadsReport {
             for method in ["FFT", "LoRA"] {
                 for e in s.counterExamples[method] ?? [] {
                     out.append([String(s.seed), method, e.kind, "L\(e.layer) H\(e.head)", String(format: "%.4g", e.importanceBefore),
-                                String(format: "%.4g", e.plasticity), String(format: "%.4g", e.updateRelative)])
+                                String(format: "%.4g", e.plasticity), e.updateRelative.map { String(format: "%.4g", $0) } ?? "—"])
                 }
             }
+        }
+        // 'plastic but unimportant' compares two measurements of the base: found once, not per seed or method.
+        for e in r.statistics?.baseCounterExamples ?? [] {
+            out.append(["—", HeadsStatistics.baseMethod, e.kind, "L\(e.layer) H\(e.head)", String(format: "%.4g", e.importanceBefore),
+                        String(format: "%.4g", e.plasticity), "—"])
         }
         return out
     }
@@ -118,18 +123,18 @@ public enum HeadsReport {
         let rates = (r.sweeps ?? []).map { sw in
             "\(sw.method == "fft" ? "FFT" : "LoRA") lr \(String(format: "%.3g", sw.bestLearningRate))\(sw.bracketed ? "" : " (not bracketed)")"
         }
-        // I_pre and P are measured on the base, so a statistic between them is the same for FFT and LoRA: count it once.
-        let baseOnly: Set = ["I_pre", "P"]
-        var seen = Set<String>()
-        let aggregates = (r.statistics?.aggregates ?? []).filter { a in
-            !(baseOnly.contains(a.x) && baseOnly.contains(a.y)) || seen.insert("\(a.x)|\(a.y)|\(a.what)").inserted
-        }
-        let distinct = aggregates.filter { !$0.verdict.hasPrefix("not") }
-        let what = distinct.prefix(3).map { a in
-            "\(baseOnly.contains(a.x) && baseOnly.contains(a.y) ? "base" : a.method) \(a.x) vs \(a.y) \(a.what) \(a.value.formatted(2))"
-        }
-        return "\(distinct.count) of \(aggregates.count) head statistics distinguishable from chance over \(r.seeds.count) seeds"
-            + (what.isEmpty ? "" : " (" + what.joined(separator: "; ") + ")")
+        // Statistics of trained models are replicated over seeds; those of the base alone (I_pre vs P) are one
+        // measurement each and are reported as such, never counted among the replicated ones.
+        let all = r.statistics?.aggregates ?? []
+        let replicated = all.filter { $0.method != HeadsStatistics.baseMethod }
+        let base = all.filter { $0.method == HeadsStatistics.baseMethod }
+        let distinct = replicated.filter { !$0.verdict.hasPrefix("not") }
+        let what = distinct.prefix(3).map { a in "\(a.method) \(a.x) vs \(a.y) \(a.what) \(a.value.formatted(2))" }
+        let baseSpearman = base.first { $0.what == "spearman" }.map { a in
+            "; base \(a.x) vs \(a.y) spearman \(a.value.formatted(2)) (p = \(a.pValues.map { String(format: "%.3f", $0) }.joined()), one measurement of the base)"
+        } ?? ""
+        return "\(distinct.count) of \(replicated.count) head statistics of the trained models distinguishable from chance over \(r.seeds.count) seeds"
+            + (what.isEmpty ? "" : " (" + what.joined(separator: "; ") + ")") + baseSpearman
             + (rates.isEmpty ? "" : "; each method at its own swept rate: " + rates.joined(separator: ", "))
     }
 
@@ -145,6 +150,7 @@ public enum HeadsReport {
             "U_rel: ‖ΔW‖_F over the head's rows of W_Q, W_K, W_V (its key/value head under grouped-query attention) and columns of W_O, divided by the same norm of W; LoRA's ΔW is scale·B·A merged in double precision.",
             "Spearman ρ with average ranks; p: two-sided permutation test of |ρ|. Top-K overlap: |top-K(x) ∩ top-K(y)| / K, chance K/(L·H); p: one-sided permutation test.",
             "Verdict: 'distinguishable from chance' only when every seed's p-value is below \(HeadsStatistics.alpha); otherwise 'not distinguishable from chance'.",
+            "Method 'base': I_pre and P are both measured on the base model, the same for every seed and both methods, so their statistics (and the 'plastic but unimportant' heads) are one measurement with one p-value — not replicated by the seeds, which vary only training.",
             "Counter-examples: 'important but static' = top \(Int(100 * 0.2))% by I_pre and bottom 50% by U_rel; 'plastic but unimportant' = top 20% by P and bottom 50% by I_pre (fractions from the config).",
             "What this cannot show: one small model, one task and a short training run; heads of one layer share a residual stream, so single-head ablations miss interactions; grouped-query heads share K/V updates; p-values are per statistic, not corrected for the number of tests.",
         ]

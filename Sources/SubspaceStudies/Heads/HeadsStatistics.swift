@@ -4,6 +4,11 @@ import SubspaceAnalysis
 /// The study's statistics over heads: Spearman ρ (average ranks) with a two-sided permutation p-value,
 /// top-K overlaps against their chance level K/(L·H) with a one-sided permutation p-value, and
 /// counter-example heads; per seed, then mean ± std over seeds with a verdict against chance.
+///
+/// I_pre and P are both measured on the base model, the same for every seed and both methods, so the
+/// statistics between them (and the 'plastic but unimportant' heads) are computed once, as method
+/// "base": one measurement with one permutation p-value. Repeating it per seed would only redraw the
+/// permutations and present one measurement as three replications.
 public enum HeadsStatistics {
     /// The quantities compared, flattened [layer·H + head].
     public enum Quantity: String, Codable, Sendable, CaseIterable {
@@ -38,7 +43,8 @@ public enum HeadsStatistics {
         public var head: Int
         public var importanceBefore: Double
         public var plasticity: Double
-        public var updateRelative: Double
+        /// nil for 'plastic but unimportant', a property of the base alone.
+        public var updateRelative: Double?
     }
 
     public struct SeedStatistics: Codable, Sendable {
@@ -67,25 +73,39 @@ public enum HeadsStatistics {
         public var importance: String
         public var plasticity: String
         public var seeds: [SeedStatistics]
+        /// The statistics of base-only pairs (I_pre vs P), computed once.
+        public var base: [PairResult]
+        /// Heads of the base in the top fraction by P and the bottom one by I_pre, found once.
+        public var baseCounterExamples: [CounterExample]
         public var aggregates: [Aggregate]
     }
 
     public static let alpha = 0.05
 
-    /// The pairs the issue lists, per method, and the two FFT-vs-LoRA comparisons.
+    /// The pairs the issue lists: per method and seed those that involve training, once those of the base
+    /// alone; and the two FFT-vs-LoRA comparisons.
     static let withinMethod: [(Quantity, Quantity)] = [
-        (.importanceBefore, .updateRelative), (.importanceBefore, .plasticity),
-        (.plasticity, .updateRelative), (.importanceBefore, .importanceAfter),
+        (.importanceBefore, .updateRelative), (.plasticity, .updateRelative), (.importanceBefore, .importanceAfter),
     ]
+    static let baseOnly: [(Quantity, Quantity)] = [(.importanceBefore, .plasticity)]
+    /// The method name of the base-only statistics.
+    public static let baseMethod = "base"
 
     static func flat(_ grid: [[Double]]) -> [Double] { grid.flatMap { $0 } }
 
     static func values(_ q: Quantity, _ r: HeadsResults, _ m: HeadsResults.Method) -> [Double] {
         switch q {
-        case .importanceBefore: flat(r.before.ablation ?? r.before.taylor)
         case .importanceAfter: flat(m.after.ablation ?? m.after.taylor)
         case .updateRelative: flat(m.update.relative)
+        case .importanceBefore, .plasticity: baseValues(q, r)
+        }
+    }
+
+    static func baseValues(_ q: Quantity, _ r: HeadsResults) -> [Double] {
+        switch q {
+        case .importanceBefore: flat(r.before.ablation ?? r.before.taylor)
         case .plasticity: flat(r.plasticity.fisher)
+        case .importanceAfter, .updateRelative: preconditionFailure("\(q) is measured per trained model")
         }
     }
 
@@ -108,6 +128,20 @@ public enum HeadsStatistics {
 
     public static func compute(_ r: HeadsResults, config: HeadsStudyConfig) -> Summary {
         let H = r.heads
+        let importance = baseValues(.importanceBefore, r), plastic = baseValues(.plasticity, r), n = importance.count
+        let high = max(1, Int((config.counterHigh * Double(n)).rounded()))
+        let low = max(1, Int((config.counterLow * Double(n)).rounded()))
+        func top(_ v: [Double]) -> Set<Int> { Set(RankStatistics.topK(v, high)) }
+        func bottom(_ v: [Double]) -> Set<Int> { Set(RankStatistics.topK(v.map { -$0 }, low)) }
+        // Permutations of the base pairs drawn with the first seed's stream (any fixed seed would do).
+        let baseSeed = r.seeds.first?.seed ?? 1
+        let base = baseOnly.map { x, y in
+            compare(method: baseMethod, x: x.rawValue, y: y.rawValue, baseValues(x, r), baseValues(y, r), config: config, seed: baseSeed)
+        }
+        let baseCounters = top(plastic).intersection(bottom(importance)).sorted().map {
+            CounterExample(kind: "plastic but unimportant", layer: $0 / H, head: $0 % H, importanceBefore: importance[$0],
+                           plasticity: plastic[$0], updateRelative: nil)
+        }
         var perSeed: [SeedStatistics] = []
         for s in r.seeds {
             var pairs: [PairResult] = []
@@ -122,43 +156,37 @@ public enum HeadsStatistics {
                                  values(.importanceAfter, r, s.lora), config: config, seed: s.seed))
             var counters: [String: [CounterExample]] = [:]
             for (name, m) in [("FFT", s.fft), ("LoRA", s.lora)] {
-                let importance = values(.importanceBefore, r, m), update = values(.updateRelative, r, m), plastic = values(.plasticity, r, m)
-                let n = importance.count
-                let high = max(1, Int((config.counterHigh * Double(n)).rounded()))
-                let low = max(1, Int((config.counterLow * Double(n)).rounded()))
-                func top(_ v: [Double]) -> Set<Int> { Set(RankStatistics.topK(v, high)) }
-                func bottom(_ v: [Double]) -> Set<Int> { Set(RankStatistics.topK(v.map { -$0 }, low)) }
-                func example(_ kind: String, _ i: Int) -> CounterExample {
-                    CounterExample(kind: kind, layer: i / H, head: i % H, importanceBefore: importance[i], plasticity: plastic[i], updateRelative: update[i])
+                let update = values(.updateRelative, r, m)
+                counters[name] = top(importance).intersection(bottom(update)).sorted().map { i in
+                    CounterExample(kind: "important but static", layer: i / H, head: i % H, importanceBefore: importance[i],
+                                   plasticity: plastic[i], updateRelative: update[i])
                 }
-                counters[name] = top(importance).intersection(bottom(update)).sorted().map { example("important but static", $0) }
-                    + top(plastic).intersection(bottom(importance)).sorted().map { example("plastic but unimportant", $0) }
             }
             perSeed.append(SeedStatistics(seed: s.seed, pairs: pairs, counterExamples: counters))
         }
-        // Over seeds: the same (method, x, y) entries in the same order in every seed.
+        // Over seeds: the same (method, x, y) entries in the same order in every seed; the base pairs once.
+        let seedGroups = (perSeed.first?.pairs.indices ?? 0..<0).map { i in perSeed.map { $0.pairs[i] } }
         var aggregates: [Aggregate] = []
-        if let first = perSeed.first {
-            for (i, pair) in first.pairs.enumerated() {
-                let all = perSeed.map { $0.pairs[i] }
-                let rhos = all.compactMap(\.spearman), ps = all.compactMap(\.spearmanPValue)
-                if let value = Statistic(rhos) {
-                    aggregates.append(Aggregate(method: pair.method, x: pair.x, y: pair.y, what: "spearman", fraction: nil, chance: 0,
-                                                value: value, pValues: ps, verdict: verdict(ps, count: all.count)))
-                }
-                for (j, o) in pair.overlaps.enumerated() {
-                    let values = all.map { $0.overlaps[j].overlap }, ps = all.map { $0.overlaps[j].pValue }
-                    aggregates.append(Aggregate(method: pair.method, x: pair.x, y: pair.y, what: "top-\(Int((o.fraction * 100).rounded()))% overlap",
-                                                fraction: o.fraction, chance: o.chance, value: Statistic(values)!, pValues: ps,
-                                                verdict: verdict(ps, count: all.count)))
-                }
+        for all in seedGroups + base.map({ [$0] }) {
+            let pair = all[0]
+            let rhos = all.compactMap(\.spearman), ps = all.compactMap(\.spearmanPValue)
+            if let value = Statistic(rhos) {
+                aggregates.append(Aggregate(method: pair.method, x: pair.x, y: pair.y, what: "spearman", fraction: nil, chance: 0,
+                                            value: value, pValues: ps, verdict: verdict(ps, count: all.count, method: pair.method)))
+            }
+            for (j, o) in pair.overlaps.enumerated() {
+                let values = all.map { $0.overlaps[j].overlap }, ps = all.map { $0.overlaps[j].pValue }
+                aggregates.append(Aggregate(method: pair.method, x: pair.x, y: pair.y, what: "top-\(Int((o.fraction * 100).rounded()))% overlap",
+                                            fraction: o.fraction, chance: o.chance, value: Statistic(values)!, pValues: ps,
+                                            verdict: verdict(ps, count: all.count, method: pair.method)))
             }
         }
         return Summary(alpha: alpha, importance: r.before.ablation == nil ? "taylor" : "ablation", plasticity: "fisher of the gate gradient",
-                       seeds: perSeed, aggregates: aggregates)
+                       seeds: perSeed, base: base, baseCounterExamples: baseCounters, aggregates: aggregates)
     }
 
-    static func verdict(_ ps: [Double], count: Int) -> String {
-        ps.count == count && !ps.isEmpty && ps.allSatisfy({ $0 < alpha }) ? "distinguishable from chance" : "not distinguishable from chance"
+    static func verdict(_ ps: [Double], count: Int, method: String) -> String {
+        (ps.count == count && !ps.isEmpty && ps.allSatisfy({ $0 < alpha }) ? "distinguishable from chance" : "not distinguishable from chance")
+            + (method == baseMethod ? " (one measurement of the base, not replicated by seeds)" : "")
     }
 }
