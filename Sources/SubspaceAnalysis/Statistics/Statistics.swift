@@ -26,7 +26,7 @@ public struct Statistic: Sendable, Codable, Equatable {
     }
 }
 
-/// Whether two methods' seed results differ by more than their noise.
+/// Whether two methods' seed results differ by more than their noise: Welch's two-sample t-test.
 public struct SeedComparison: Sendable, Codable, Equatable {
     public enum Verdict: String, Sendable, Codable { case lower, higher, notDistinguishable = "not distinguishable", tooFewSeeds = "too few seeds" }
 
@@ -36,24 +36,108 @@ public struct SeedComparison: Sendable, Codable, Equatable {
     public var standardError: Double
     /// Welch's t statistic (difference / standardError; ±∞ when the spreads are zero and the means differ).
     public var t: Double
-    /// How a's mean stands against b's: lower / higher only when |t| ≥ `threshold` with ≥ 2 values each.
+    /// Welch–Satterthwaite degrees of freedom (nil with fewer than two values on a side, or no spread on either).
+    public var degreesOfFreedom: Double?
+    /// Two-sided p-value of t against Student's t with `degreesOfFreedom` (scipy's
+    /// `ttest_ind(equal_var=False)`); 0 when both spreads are zero and the means differ, 1 when nothing differs.
+    public var pValue: Double?
+    /// How a's mean stands against b's: lower / higher only when p < `alpha` with ≥ 2 values each.
     public var verdict: Verdict
 
-    /// The default bar, |t| ≥ 2: roughly a 95% two-sided test for a handful of seeds' worth of noise —
-    /// conservative enough that two identical methods rarely get a verdict other than "not distinguishable".
-    public static let defaultThreshold = 2.0
+    /// The default level: a two-sided 5% test. With three seeds a side, Welch's test has 2–4 degrees of
+    /// freedom, so this needs |t| ≳ 2.8–4.3 — a fixed |t| ≥ 2 bar would call one pair of identical
+    /// methods in eight to six "different".
+    public static let defaultAlpha = 0.05
 
-    public init(_ a: Statistic, _ b: Statistic, threshold: Double = SeedComparison.defaultThreshold) {
+    public init(_ a: Statistic, _ b: Statistic, alpha: Double = SeedComparison.defaultAlpha) {
         difference = a.mean - b.mean
-        standardError = (a.standardError * a.standardError + b.standardError * b.standardError).squareRoot()
+        let va = a.standardError * a.standardError, vb = b.standardError * b.standardError
+        standardError = (va + vb).squareRoot()
         if standardError > 0 { t = difference / standardError } else { t = difference == 0 ? 0 : (difference > 0 ? .infinity : -.infinity) }
-        if a.values.count < 2 || b.values.count < 2 {
+        guard a.values.count >= 2, b.values.count >= 2 else {
             verdict = .tooFewSeeds
-        } else if abs(t) >= threshold {
-            verdict = difference < 0 ? .lower : .higher
-        } else {
-            verdict = .notDistinguishable
+            return
         }
+        if standardError > 0 {
+            let na = Double(a.values.count), nb = Double(b.values.count)
+            let df = (va + vb) * (va + vb) / (va * va / (na - 1) + vb * vb / (nb - 1))
+            degreesOfFreedom = df
+            pValue = StudentT.twoSidedPValue(t: t, degreesOfFreedom: df)
+        } else {
+            pValue = difference == 0 ? 1 : 0
+        }
+        verdict = pValue! < alpha ? (difference < 0 ? .lower : .higher) : .notDistinguishable
+    }
+}
+
+extension SeedComparison {
+    /// "t = -3.0, p = 0.041" (p to three decimals, "p < 0.001" below); the p part only when there is one.
+    public var testSummary: String {
+        let tText = String(format: "t = %.1f", t)
+        guard let pValue else { return tText }
+        return tText + ", " + SeedComparison.pText(pValue)
+    }
+    /// Half the width of the two-sided `level` confidence interval of the difference (Welch's degrees of
+    /// freedom); nil when there are none (fewer than two values a side, or no spread).
+    public func confidenceHalfWidth(level: Double = 0.95) -> Double? {
+        degreesOfFreedom.map { StudentT.twoSidedCritical(alpha: 1 - level, degreesOfFreedom: $0) * standardError }
+    }
+    /// "p = 0.041", or "p < 0.001".
+    public static func pText(_ p: Double) -> String { p < 0.001 ? "p < 0.001" : String(format: "p = %.3f", p) }
+    /// The p-value as a table cell ("–" when there is none).
+    public var pCell: String { pValue.map { $0 < 0.001 ? "< 0.001" : String(format: "%.3f", $0) } ?? "–" }
+}
+
+/// Student's t distribution, for p-values of t statistics.
+public enum StudentT {
+    /// P(|T| ≥ |t|) for T with `degreesOfFreedom` (> 0, not necessarily whole): I_x(ν/2, 1/2), x = ν/(ν + t²).
+    public static func twoSidedPValue(t: Double, degreesOfFreedom nu: Double) -> Double {
+        precondition(nu > 0, "degrees of freedom \(nu)")
+        if t.isNaN { return .nan }
+        if t.isInfinite { return 0 }
+        return regularizedIncompleteBeta(x: nu / (nu + t * t), a: nu / 2, b: 0.5)
+    }
+
+    /// The t with P(|T| ≥ t) = `alpha` (e.g. 2.776 for alpha 0.05 at 4 degrees of freedom), by bisection.
+    public static func twoSidedCritical(alpha: Double, degreesOfFreedom nu: Double) -> Double {
+        precondition(alpha > 0 && alpha < 1, "alpha \(alpha)")
+        var (lo, hi) = (0.0, 1.0)
+        while twoSidedPValue(t: hi, degreesOfFreedom: nu) > alpha { hi *= 2 }
+        for _ in 0..<200 where hi - lo > 1e-13 * hi {
+            let mid = (lo + hi) / 2
+            if twoSidedPValue(t: mid, degreesOfFreedom: nu) > alpha { lo = mid } else { hi = mid }
+        }
+        return (lo + hi) / 2
+    }
+
+    /// I_x(a, b) by its continued fraction (modified Lentz), on the side where it converges fast.
+    static func regularizedIncompleteBeta(x: Double, a: Double, b: Double) -> Double {
+        if x <= 0 { return 0 }
+        if x >= 1 { return 1 }
+        let logBeta: Double = lgamma(a) + lgamma(b) - lgamma(a + b)
+        let logPowers: Double = a * log(x) + b * log(1 - x)
+        let logFront = logPowers - logBeta
+        if x < (a + 1) / (a + b + 2) {
+            return exp(logFront) * continuedFraction(x: x, a: a, b: b) / a
+        }
+        return 1 - exp(logFront) * continuedFraction(x: 1 - x, a: b, b: a) / b
+    }
+
+    private static func continuedFraction(x: Double, a: Double, b: Double) -> Double {
+        let tiny = 1e-300
+        func guarded(_ v: Double) -> Double { abs(v) < tiny ? tiny : v }
+        var c = 1.0, d = 1 / guarded(1 - (a + b) * x / (a + 1)), h = d
+        for m in 1...300 {
+            let m = Double(m), m2 = 2 * m
+            var term = m * (b - m) * x / ((a + m2 - 1) * (a + m2))
+            d = 1 / guarded(1 + term * d); c = guarded(1 + term / c); h *= d * c
+            term = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))
+            d = 1 / guarded(1 + term * d); c = guarded(1 + term / c)
+            let step = d * c
+            h *= step
+            if abs(step - 1) < 1e-15 { break }
+        }
+        return h
     }
 }
 

@@ -147,9 +147,9 @@ enum DeltaStudentsReport {
                        budgets + (equalBudget ? "" : " ≠"), s(r.initialLoss), s(r.finalTrainLoss), s(r.finalValLoss), s(r.exactMatch),
                        s(r.stepsToTarget, 0) + " (\(r.reachedTarget)/\(seeds.count))", s(r.distance), s(r.cosine)])
         }
-        var verdictTable = MarkdownTable(["comparison", "difference (a − b)", "Welch t", "verdict"])
+        var verdictTable = MarkdownTable(["comparison", "difference (a − b)", "Welch t", "p", "verdict"])
         for (k, v) in verdicts.sorted(by: { $0.key < $1.key }) {
-            verdictTable.add([k, String(format: "%+.4f", v.difference), String(format: "%.2f", v.t), v.verdict.rawValue])
+            verdictTable.add([k, String(format: "%+.4f", v.difference), String(format: "%.2f", v.t), v.pCell, v.verdict.rawValue])
         }
         // A point's mean is over the seeds run at that rate: the sweep seed everywhere, every seed at the chosen rate
         // (chosen on the sweep seed), so the counts are shown — a 1-seed mean beside a 3-seed one is not a like comparison.
@@ -213,7 +213,8 @@ enum DeltaStudentsReport {
         ]
         let caveats = """
             What this does not show: a small byte-level model on an arithmetic SFT set; \(seeds.count) seeds give a coarse spread (a \
-            "not distinguishable" verdict means the difference is below about two standard errors, not that the methods are equal); \
+            "not distinguishable" verdict means Welch's two-sided test gives p ≥ 0.05 — with 2–4 degrees of freedom that needs \
+            |t| of about 2.8–4.3 — not that the methods are equal); \
             the teacher is a full fine-tune that also moves embeddings and norms, which no LoRA student can follow.
             """
         var md = "# ΔW spectrum and SVD-initialised LoRA students\n\n**Finding:** \(finding)\n\n"

@@ -17,9 +17,9 @@ public enum LoRANullStudyReport {
             guard let f = c.forgetting, let t = c.taskLoss else { continue }
             let forgetting: String
             switch f.verdict {
-            case .lower: forgetting = "forgets less than LoRA (Δ corpus loss \(String(format: "%+.4f", f.difference)), t = \(String(format: "%.1f", f.t)))"
-            case .higher: forgetting = "forgets more than LoRA (Δ \(String(format: "%+.4f", f.difference)), t = \(String(format: "%.1f", f.t)))"
-            case .notDistinguishable: forgetting = "forgets as much as LoRA within the seed noise (Δ \(String(format: "%+.4f", f.difference)), |t| = \(String(format: "%.1f", abs(f.t))) < 2)"
+            case .lower: forgetting = "forgets less than LoRA (Δ corpus loss \(String(format: "%+.4f", f.difference)), \(f.testSummary))"
+            case .higher: forgetting = "forgets more than LoRA (Δ \(String(format: "%+.4f", f.difference)), \(f.testSummary))"
+            case .notDistinguishable: forgetting = "forgets as much as LoRA within the seed noise (Δ \(String(format: "%+.4f", f.difference)), \(f.testSummary))"
             case .tooFewSeeds: forgetting = "cannot be compared with LoRA on forgetting (fewer than 2 seeds)"
             }
             let task: String
@@ -49,12 +49,12 @@ public enum LoRANullStudyReport {
              stat(m.exactMatch, 3), stat(m.corpusLoss), stat(m.forgetting)]
         }
     }
-    static let comparisonHeader = ["method", "vs", "forgetting Δ", "t", "verdict", "task loss Δ", "t", "verdict"]
+    static let comparisonHeader = ["method", "vs", "forgetting Δ", "t", "p", "verdict", "task loss Δ", "t", "p", "verdict"]
     static func comparisonRows(_ r: LoRANullStudy.Results) -> [[String]] {
         r.comparisons.map { c in
             [c.method, c.against, c.forgetting.map { String(format: "%+.4f", $0.difference) } ?? "–", c.forgetting.map { String(format: "%.1f", $0.t) } ?? "–",
-             c.forgetting?.verdict.rawValue ?? "–", c.taskLoss.map { String(format: "%+.4f", $0.difference) } ?? "–",
-             c.taskLoss.map { String(format: "%.1f", $0.t) } ?? "–", c.taskLoss?.verdict.rawValue ?? "–"]
+             c.forgetting?.pCell ?? "–", c.forgetting?.verdict.rawValue ?? "–", c.taskLoss.map { String(format: "%+.4f", $0.difference) } ?? "–",
+             c.taskLoss.map { String(format: "%.1f", $0.t) } ?? "–", c.taskLoss?.pCell ?? "–", c.taskLoss?.verdict.rawValue ?? "–"]
         }
     }
 
@@ -83,7 +83,7 @@ public enum LoRANullStudyReport {
         s += "- Forgetting = held-out corpus loss of the fine-tuned model − the base's; task = SFT validation loss at the end (the sweep's score) and exact match.\n\n"
         s += "## Findings\n\n" + r.findings.map { "- " + $0 }.joined(separator: "\n") + "\n\n"
         s += "## Methods (mean ± std over seeds at each method's best learning rate)\n\n" + table(header, rows(r)) + "\n"
-        s += "## Against LoRA and full fine-tuning (Welch t; |t| < 2: not distinguishable)\n\n" + table(comparisonHeader, comparisonRows(r)) + "\n"
+        s += "## Against LoRA and full fine-tuning (Welch's t-test over seeds; p ≥ 0.05: not distinguishable)\n\n" + table(comparisonHeader, comparisonRows(r)) + "\n"
         s += "## Learning-rate sweeps\n\n" + table(["method", "lr", "task val loss", "diverged"], sweepRows(r))
         s += "\n" + r.methods.map { "- \($0.method): \($0.sweep.note)" }.joined(separator: "\n") + "\n"
         return s
@@ -120,7 +120,7 @@ public enum LoRANullStudyReport {
     /// and how many methods' best rates sit at a grid edge.
     static func finding(_ r: LoRANullStudy.Results) -> String {
         let parts = r.comparisons.filter { $0.against == "lora" }.map { c -> String in
-            let f = c.forgetting.map { "forgetting \($0.verdict.rawValue) (Δ \(String(format: "%+.3f", $0.difference)), t = \(String(format: "%.1f", $0.t)))" } ?? "forgetting –"
+            let f = c.forgetting.map { "forgetting \($0.verdict.rawValue) (Δ \(String(format: "%+.3f", $0.difference)), \($0.testSummary))" } ?? "forgetting –"
             let t = c.taskLoss.map { "task loss \($0.verdict.rawValue)" } ?? "task loss –"
             return "\(c.method): \(f), \(t)"
         }

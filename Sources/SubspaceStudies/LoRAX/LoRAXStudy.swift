@@ -40,7 +40,7 @@ public struct LoRAXArmSummary: Sendable, Codable, Equatable {
     }
 }
 
-/// A verdict between two arms over the seeds (Welch's t, |t| ≥ 2).
+/// A verdict between two arms over the seeds (Welch's two-sided t-test, p < 0.05).
 public struct LoRAXVerdict: Sendable, Codable, Equatable {
     public var claim: String
     public var metric: String

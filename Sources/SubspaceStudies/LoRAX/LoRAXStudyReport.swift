@@ -55,9 +55,9 @@ public enum LoRAXStudyReport {
     }
 
     public static func verdictTable(_ r: LoRAXStudyResults) -> MarkdownTable {
-        var t = MarkdownTable(["claim", "metric", "difference", "t (Welch)", "verdict"])
+        var t = MarkdownTable(["claim", "metric", "difference", "t (Welch)", "p", "verdict"])
         for v in r.verdicts {
-            t.add([v.claim, v.metric, String(format: "%+.4f", v.comparison.difference), String(format: "%.2f", v.comparison.t), v.comparison.verdict.rawValue])
+            t.add([v.claim, v.metric, String(format: "%+.4f", v.comparison.difference), String(format: "%.2f", v.comparison.t), v.comparison.pCell, v.comparison.verdict.rawValue])
         }
         return t
     }
@@ -96,7 +96,7 @@ public enum LoRAXStudyReport {
         on B0 for the SFT task is carried to B1 by LoRA-X (no training) and scored on the SFT test set against no \
         adapter, the same adapter copied unchanged, and a LoRA trained on B1 directly (the ceiling). On the control \
         the threshold refuses the transfer (similarity at chance), so it is forced with threshold 0 to see whether \
-        it helps anyway (it should not, or far less than on B1). Verdicts: Welch's t over seeds, |t| ≥ 2, else "not distinguishable".
+        it helps anyway (it should not, or far less than on B1). Verdicts: Welch's two-sided t-test over seeds, p < 0.05, else "not distinguishable".
         """
 
     static func markdown(_ r: LoRAXStudyResults, plots: [String]) -> String {

@@ -224,8 +224,9 @@ public struct StudyResults: Sendable, Codable, Equatable {
         // H2: quality kept: |PPL_frozen − PPL_ortho| / PPL_ortho < tolerance.
         if let f = frozen?.finalPerplexity, let o = ortho?.finalPerplexity {
             let gap = abs(f.mean - o.mean) / o.mean
-            // With seeds, a gap whose two-standard-error interval straddles the tolerance is not decided.
-            let u = 2 * (f.standardError * f.standardError + o.standardError * o.standardError).squareRoot() / o.mean
+            // With seeds, a gap whose 95% interval (Welch's t, not a fixed two standard errors: with three seeds
+            // the critical t is 2.8–4.3) straddles the tolerance is not decided.
+            let u = (SeedComparison(f, o).confidenceHalfWidth() ?? 0) / o.mean
             let straddles = u > 0 && abs(gap - study.h2Tolerance) < u
             out.append(Hypothesis(id: "H2", claim: "ortho-frozen matches ortho's validation perplexity",
                                   measured: "PPL \(ppl(f)) vs \(ppl(o)): |Δ| = \(percent(gap))" + (u > 0 ? " ± \(percent(u))" : ""),
@@ -259,7 +260,7 @@ public struct StudyResults: Sendable, Codable, Equatable {
         // H4: competitive: PPL_frozen ≤ PPL_standard · (1 + tolerance).
         if let f = frozen?.finalPerplexity, let s = standard?.finalPerplexity {
             let ratio = f.mean / s.mean
-            let u = 2 * (f.standardError * f.standardError + s.standardError * s.standardError).squareRoot() / s.mean
+            let u = (SeedComparison(f, s).confidenceHalfWidth() ?? 0) / s.mean
             let straddles = u > 0 && abs(ratio - (1 + study.h4Tolerance)) < u
             out.append(Hypothesis(id: "H4", claim: "ortho-frozen is within reach of standard",
                                   measured: "PPL \(ppl(f)) vs \(ppl(s)): ×\(String(format: "%.4f", ratio))" + (u > 0 ? String(format: " ± %.4f", u) : ""),
