@@ -76,7 +76,10 @@ import SubspaceTestSupport
         #expect(r.arms.count == r.summaries.count * 2)
         // The different-width arm: the grown base scored without an adapter, with one trained on it, and
         // with the transferred one (under the threshold or forced).
-        #expect(arms.contains("grown/none") && arms.contains("grown/direct"), "\(arms.sorted())")
+        #expect(arms.contains("grown/none") && arms.contains("grown/direct") && arms.contains("grown/copied (grown)"), "\(arms.sorted())")
+        let grownCopy = try PEFTAdapter.load(folder: c.output + "/grown-copy-s1",
+                                             for: try ModelConfig(hfConfigAt: c.output + "/grown/final/config.json"))
+        #expect(grownCopy.config.rank == 8 && grownCopy.adapters.allSatisfy { $0.module.inFeatures == 64 || $0.module.inFeatures == 256 })
         #expect(arms.contains("grown/transferred") || arms.contains("grown/transferred (threshold 0)"), "\(arms.sorted())")
         let wide = try #require(r.similarities.first { $0.pair.hasPrefix("b0 → grown") })
         #expect(wide.meanRatioU > 1, "\(wide)")

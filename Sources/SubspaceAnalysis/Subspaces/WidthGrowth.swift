@@ -127,6 +127,57 @@ public enum WidthGrowth {
         return grown
     }
 
+    /// `source`'s LoRA adapters carried to the grown shape `g` by the rule the weights follow, so the model
+    /// grown from `c` computes with them what the source model computes with `source` (up to rounding).
+    /// lora_A's new input columns are zero (new coordinates and new heads' or units' inputs are not read);
+    /// lora_B's rows per part of the module: a reader's (q, k, v, gate, up) new rows zero, a writer's (o,
+    /// down) new rows the column means of its old rows under gpt2's LayerNorm (the residual's new coordinates
+    /// carry the old ones' mean), zero under RMSNorm. This is the plain "copy" across widths — the baseline
+    /// LoRA-X's different-width transfer has to beat.
+    public static func grow(_ source: LoRAAdapters, from c: ModelConfig, to g: ModelConfig) throws -> LoRAAdapters {
+        let grown = try LoRAAdapters(config: source.config, model: g)
+        let r = source.config.rank
+        let meanCarried = c.family == .gpt2
+        for new in grown.adapters {
+            guard let old = source.adapter(path: new.module.path) else {
+                throw AnalysisError("LoRA module \(new.module.path) is in the grown model's selection but not the source's")
+            }
+            let parts = new.module.parts.count
+            let (inOld, inNew) = (old.module.inFeatures, new.module.inFeatures)
+            guard parts == old.module.parts.count, old.module.outFeatures % parts == 0, new.module.outFeatures % parts == 0,
+                  inNew >= inOld, new.module.outFeatures >= old.module.outFeatures else {
+                throw AnalysisError("LoRA module \(new.module.path): [\(old.module.outFeatures), \(inOld)] does not grow part by part to [\(new.module.outFeatures), \(inNew)]")
+            }
+            let a = source.factor(old, b: false).scalars
+            var a2 = [Float](repeating: 0, count: r * inNew)
+            for i in 0..<r { for j in 0..<inOld { a2[i * inNew + j] = a[i * inOld + j] } }
+            let b = source.factor(old, b: true).scalars
+            let (rowsOld, rowsNew) = (old.module.outFeatures / parts, new.module.outFeatures / parts)
+            var b2 = [Float](repeating: 0, count: new.module.outFeatures * r)
+            for (p, part) in new.module.parts.enumerated() {
+                for i in 0..<rowsOld { for k in 0..<r { b2[(p * rowsNew + i) * r + k] = b[(p * rowsOld + i) * r + k] } }
+                guard meanCarried, part == .o || part == .down else { continue }
+                for k in 0..<r {
+                    let mean = (0..<rowsOld).reduce(0.0) { $0 + Double(b[(p * rowsOld + $1) * r + k]) } / Double(rowsOld)
+                    for i in rowsOld..<rowsNew { b2[(p * rowsNew + i) * r + k] = Float(mean) }
+                }
+            }
+            grown.setFactor(new, b: false, Tensor(shape: [r, inNew], values: a2))
+            grown.setFactor(new, b: true, Tensor(shape: [new.module.outFeatures, r], values: b2))
+        }
+        return grown
+    }
+
+    /// Reads the PEFT adapter folder `adapter` of the model folder `sourceModel`, grows it to the shape of the
+    /// model folder `grownModel` (see `grow(_:from:to:)`) and writes it as a PEFT folder `output`.
+    public static func growAdapter(folder adapter: String, sourceModel: String, grownModel: String, output: String) throws {
+        let c = try ModelConfig(hfConfigAt: (sourceModel as NSString).appendingPathComponent("config.json"))
+        let g = try ModelConfig(hfConfigAt: (grownModel as NSString).appendingPathComponent("config.json"))
+        let grown = try grow(try PEFTAdapter.load(folder: adapter, for: c), from: c, to: g)
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        try PEFTAdapter.save(grown, model: g, to: output, baseModel: grownModel)
+    }
+
     /// Reads the HF model folder `source`, grows it and writes the grown HF folder `output`.
     @discardableResult
     public static func grow(folder source: String, width: Int, noise: Float, seed: UInt64, output: String) throws -> ModelConfig {

@@ -8,7 +8,8 @@ import SubspaceTraining
 public struct LoRAXArmResult: Sendable, Codable, Equatable {
     /// "b1" (the related target), "control" (the unrelated one) or "b0" (the adapter at home).
     public var base: String
-    /// none, copied (the source adapter unchanged), transferred, transferred-k<K>, direct (trained on the base).
+    /// none, copied (the source adapter unchanged), copied (grown) (grown with the model: different width),
+    /// transferred, transferred-k<K>, direct (trained on the base).
     public var arm: String
     public var seed: UInt64
     public var valLoss: Double
@@ -178,6 +179,12 @@ public enum LoRAXStudy {
                 let wide = try lora("lora-grown-s\(seed)", on: grown, seed: seed)
                 try score("grown", "none", model: grown, adapter: nil)
                 try score("grown", "direct", model: grown, adapter: wide.final)
+                // The plain copy across widths: the source adapter grown by the weights' own rule.
+                let copy = stages.path("grown-copy-s\(seed)")
+                try onRoot(context, what: "growing the B0 adapter to width \(width)") {
+                    try WidthGrowth.growAdapter(folder: source.final, sourceModel: b0.final, grownModel: grown.final, output: copy)
+                }
+                try score("grown", "copied (grown)", model: grown, adapter: copy)
                 let folder = stages.path("transfer-grown-s\(seed)")
                 let underThreshold = try transfer(source: b0.final, target: grown.final, adapter: source.final, output: folder,
                                                   options: c.transferOptions, context: context)
@@ -234,6 +241,7 @@ public enum LoRAXStudy {
             ("b1", "transferred", "b1", "direct", "the transferred adapter against one trained on the target (ceiling)"),
             ("control", "transferred (threshold 0)", "control", "none", "the forced transfer on the unrelated control (vs no adapter)"),
             ("grown", "transferred", "grown", "none", "different width: the transferred adapter helps on the grown target (vs no adapter)"),
+            ("grown", "transferred", "grown", "copied (grown)", "different width: projection vs the adapter grown with the model (grown target)"),
             ("grown", "transferred (threshold 0)", "grown", "none", "different width: the forced transfer on the grown target (vs no adapter)"),
             ("grown", "transferred", "grown", "direct", "different width: transferred vs trained on the grown target (ceiling)"),
             ("grown", "transferred (threshold 0)", "grown", "direct", "different width: forced transfer vs trained on the grown target (ceiling)"),
@@ -265,17 +273,22 @@ public enum LoRAXStudy {
         try stages.prepare(folder, name: "grown-init", lineage: lineage)
         context.say("grown-init: B0 grown to width \(width) → \(done.final)")
         let started = Date()
+        try onRoot(context, what: "growing B0 to width \(width) (\(done.final))") {
+            try WidthGrowth.grow(folder: b0.final, width: width, noise: Float(c.grownNoise), seed: c.continueSeed, output: done.final)
+        }
+        try stages.markDone(folder, name: "grown-init", lineage: lineage, seconds: Date().timeIntervalSince(started))
+        return done
+    }
+
+    /// Runs `body` on rank 0 and tells every rank whether it failed (collective), so all throw together.
+    static func onRoot(_ context: StudyContext, what: String, _ body: () throws -> Void) throws {
         var failure: String? = nil
         if context.isRoot {
-            do {
-                try WidthGrowth.grow(folder: b0.final, width: width, noise: Float(c.grownNoise), seed: c.continueSeed, output: done.final)
-            } catch { failure = "\(error)" }
+            do { try body() } catch { failure = "\(error)" }
         }
         var flag: [Int32] = [failure == nil ? 0 : 1]
         try context.world.broadcast(&flag, root: 0)
-        if flag[0] != 0 { throw AnalysisError(file: done.final, "growing B0 to width \(width) failed on rank 0: \(failure ?? "see rank 0")") }
-        try stages.markDone(folder, name: "grown-init", lineage: lineage, seconds: Date().timeIntervalSince(started))
-        return done
+        if flag[0] != 0 { throw AnalysisError("\(what) failed on rank 0: \(failure ?? "see rank 0's log")") }
     }
 
     static func summary(_ pair: String, _ r: LoRAXReport, refusal: String?, defaultCount: Int) -> LoRAXPairSimilarity {

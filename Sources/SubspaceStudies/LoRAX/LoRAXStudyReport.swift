@@ -65,18 +65,24 @@ public enum LoRAXStudyReport {
     /// One line for the index: each target's transfer against no adapter and the ceiling, in words.
     public static func finding(_ r: LoRAXStudyResults) -> String {
         func loss(_ base: String, _ arm: String) -> Statistic? { r.summaries.first { $0.base == base && $0.arm == arm }?.valLoss }
-        func part(_ label: String, _ base: String, _ arms: [String]) -> String? {
+        func words(_ v: SeedComparison.Verdict, better: String, worse: String) -> String {
+            v == .lower ? better : v == .higher ? worse : v == .tooFewSeeds ? "too few seeds" : "not distinguishable"
+        }
+        func part(_ label: String, _ base: String, _ arms: [String], copy: String? = nil) -> String? {
             guard let arm = arms.first(where: { loss(base, $0) != nil }), let t = loss(base, arm), let none = loss(base, "none") else { return nil }
             let n = t.values.count
             var s = "\(label): transferred \(t.formatted(3)) vs none \(String(format: "%.3f", none.mean))"
-            let v = SeedComparison(t, none).verdict
-            s += v == .lower ? " (helps" : v == .higher ? " (hurts" : v == .tooFewSeeds ? " (too few seeds" : " (not distinguishable"
+            s += " (" + words(SeedComparison(t, none).verdict, better: "helps", worse: "hurts")
+            // Against the plain copy (unchanged, or grown with the model): whether the projection adds anything.
+            if let copy, let copied = loss(base, copy) {
+                s += "; vs \(copy) \(copied.formatted(3)): " + words(SeedComparison(t, copied).verdict, better: "better", worse: "worse")
+            }
             if let d = loss(base, "direct") { s += String(format: "; trained directly %.3f", d.mean) }
             return s + ", \(n) seeds)"
         }
-        let parts = [part("related B1", "b1", ["transferred"]),
-                     part("grown (other width)", "grown", ["transferred"]),
-                     part("grown, forced (threshold 0)", "grown", ["transferred (threshold 0)"]),
+        let parts = [part("related B1", "b1", ["transferred"], copy: "copied"),
+                     part("grown (other width)", "grown", ["transferred"], copy: "copied (grown)"),
+                     part("grown, forced (threshold 0)", "grown", ["transferred (threshold 0)"], copy: "copied (grown)"),
                      part("unrelated control, forced", "control", ["transferred (threshold 0)"])].compactMap { $0 }
         return "SFT val loss — " + (parts.isEmpty ? "no arm scored" : parts.joined(separator: "; "))
     }
@@ -86,8 +92,10 @@ public enum LoRAXStudyReport {
         (function-preserving: the grown model computes B0's function before training; new residual coordinates \
         carry the old mean for LayerNorm, new readers' weights are noise, new output columns zero), then trained \
         further on the corpus like B1. The adapter is carried by LoRA-X's least-squares map between the singular \
-        bases (target-shaped rank-r factors) and scored against no adapter and a LoRA trained on the grown base; \
-        copying is impossible across widths.
+        bases (target-shaped rank-r factors) and scored against no adapter, a LoRA trained on the grown base, and \
+        the plain copy across widths, "copied (grown)": the B0 adapter grown by the weights' own rule (new input \
+        columns zero; new output rows zero, or a writer's column means under LayerNorm), which on the grown model \
+        before training computes exactly what B0 with the adapter computes.
         """
 
     static let explanation = """
