@@ -80,6 +80,12 @@ import SubspaceModel
         #expect(data.sample(2) == TrainingSample(ids: [97, 98, 99, 10], targets: [ignored, 99, 10, ignored]))
         #expect(data.evaluationPair(1).response == "ef")
         #expect(throws: DataError.self) { try dataset(#"{"prompt": "abcdef", "response": "x"}"#, sequence: 4) }
+        func message(_ jsonl: String) -> String {
+            do { _ = try dataset(jsonl, sequence: 4); return "" } catch { return "\(error)" }
+        }
+        #expect(message(#"{"prompt": "abcdef", "response": "x"}"#).contains("no example fits a sequence of 4 tokens"))
+        // An empty file says so, not that nothing fits.
+        #expect(message("").hasSuffix("holds no examples"), "\(message(""))")
     }
 
     @Test func bpeEndMarkerIsEndOfText() throws {

@@ -123,6 +123,7 @@ public struct SFTDataset: TrainingSampleSource {
         }
         summary.kept = kept.count
         guard !kept.isEmpty else {
+            if summary.examples == 0 { throw DataError(file: source, .mismatch, "holds no examples") }
             throw DataError(file: source, .mismatch, "no example fits a sequence of \(sequence) tokens (\(summary))")
         }
         self.examples = kept
