@@ -44,5 +44,4 @@ public enum LauncherOutput {
         var count: Int32 = 0
         return ioctl(fd, UInt(FIONREAD), &count) == 0 ? count : 0
     }
-
 }

@@ -144,7 +144,7 @@ public final class WatchedCommunicator: Communicator, @unchecked Sendable {
                             worldRanks world: [Int]) -> String {
         func name(_ r: Int) -> String { "\(world[r])" + (world[r] != r ? " (rank \(r) here)" : "") }
         let silent = heard.indices.filter { silentFor[$0] > silenceLimit }
-        let behind = heard.indices.filter { heard[$0] < sequence && !silent.contains($0) }
+        let behind = heard.indices.filter { heard[$0] < sequence && silentFor[$0] <= silenceLimit }
         var parts: [String] = []
         if !silent.isEmpty {
             parts.append("ranks silent for over \(silenceLimit) s (stopped, hung, or their node unreachable): "

@@ -82,10 +82,12 @@ extension SeedComparison {
     public func confidenceHalfWidth(level: Double = 0.95) -> Double? {
         degreesOfFreedom.map { StudentT.twoSidedCritical(alpha: 1 - level, degreesOfFreedom: $0) * standardError }
     }
+    /// "0.041", or "< 0.001" below that.
+    static func pNumber(_ p: Double) -> String { p < 0.001 ? "< 0.001" : String(format: "%.3f", p) }
     /// "p = 0.041", or "p < 0.001".
-    public static func pText(_ p: Double) -> String { p < 0.001 ? "p < 0.001" : String(format: "p = %.3f", p) }
+    public static func pText(_ p: Double) -> String { "p " + (p < 0.001 ? "" : "= ") + pNumber(p) }
     /// The p-value as a table cell ("–" when there is none).
-    public var pCell: String { pValue.map { $0 < 0.001 ? "< 0.001" : String(format: "%.3f", $0) } ?? "–" }
+    public var pCell: String { pValue.map(SeedComparison.pNumber) ?? "–" }
 }
 
 /// Student's t distribution, for p-values of t statistics.

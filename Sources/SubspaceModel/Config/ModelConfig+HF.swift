@@ -14,16 +14,7 @@ extension ModelConfig {
     public init(hfConfigAt path: String) throws {
         let data: Data, object: Any
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            let folder = (path as NSString).deletingLastPathComponent
-            var isFolder: ObjCBool = false
-            let reason = !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) ? "no folder \(folder)"
-                : !isFolder.boolValue ? "\(folder) is a file, not a model folder"
-                : "cannot read: \(FileSystemMessage.reason(error))"
-                    + (FileManager.default.fileExists(atPath: path) ? ""
-                       : FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent("final/config.json"))
-                       ? " (\(folder) is a training run's folder; its model is \((folder as NSString).appendingPathComponent("final")))"
-                       : " (a model folder holds config.json and its weights)")
-            throw ModelConfigError(file: path, key: nil, reason: reason)
+            throw ModelConfigError(file: path, key: nil, reason: Self.unreadableReason(path, error))
         }
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
             throw ModelConfigError(file: path, key: nil, reason: "not valid JSON: \(error.localizedDescription)")
@@ -32,6 +23,22 @@ extension ModelConfig {
             throw ModelConfigError(file: path, key: nil, reason: "not a JSON object")
         }
         try self.init(hfConfig: json, file: path)
+    }
+
+    /// Why the config.json at `path` could not be read, in the terms of the folder a user named.
+    static func unreadableReason(_ path: String, _ error: any Error) -> String {
+        let files = FileManager.default
+        let folder = (path as NSString).deletingLastPathComponent
+        var isFolder: ObjCBool = false
+        guard files.fileExists(atPath: folder, isDirectory: &isFolder) else { return "no folder \(folder)" }
+        guard isFolder.boolValue else { return "\(folder) is a file, not a model folder" }
+        let reason = "cannot read: \(FileSystemMessage.reason(error))"
+        if files.fileExists(atPath: path) { return reason }
+        let final = (folder as NSString).appendingPathComponent("final")
+        if files.fileExists(atPath: (final as NSString).appendingPathComponent("config.json")) {
+            return reason + " (\(folder) is a training run's folder; its model is \(final))"
+        }
+        return reason + " (a model folder holds config.json and its weights)"
     }
 
     public init(hfConfig json: [String: Any], file: String = "config.json") throws {

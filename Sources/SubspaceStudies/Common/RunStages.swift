@@ -78,22 +78,20 @@ public struct RunStages {
     /// Before a run (rank 0): outputs of another lineage, or of unknown origin, are removed so nothing
     /// stale is resumed from; an interrupted run of the same lineage is kept and resumes.
     public func prepare(_ folder: String, name: String, lineage: String) throws {
-        if isRoot {
+        try context.onRoot("preparing \(folder)") {
             if FileManager.default.fileExists(atPath: folder), marker(folder)?["lineage"] as? String != lineage {
                 try FileManager.default.removeItem(atPath: folder)
             }
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             try record(folder, ["stage": name, "lineage": lineage, "complete": false, "ranks": world.size])
         }
-        try world.barrier()
     }
 
     /// Records that `folder` holds the finished outputs of `lineage` (rank 0).
     public func markDone(_ folder: String, name: String, lineage: String, seconds: Double) throws {
-        if isRoot {
+        try context.onRoot("marking \(folder) done") {
             try record(folder, ["stage": name, "lineage": lineage, "complete": true, "seconds": seconds, "ranks": world.size])
         }
-        try world.barrier()
     }
 
     func record(_ folder: String, _ fields: [String: Any]) throws {
@@ -117,10 +115,9 @@ public struct RunStages {
         }
         try prepare(runFolder, name: name, lineage: lineage)
         context.say("\(name): training → \(runFolder)")
-        if isRoot {
+        try context.onRoot("writing \(runFolder)/config.resolved.yaml") {
             try resolved.write(toFile: (runFolder as NSString).appendingPathComponent("config.resolved.yaml"), atomically: true, encoding: .utf8)
         }
-        try world.barrier()
         let display = context.trainingDisplay(name, trainConfig.training.steps)
         var metrics: MetricsLog? = nil
         let trainer = try Trainer(config: trainConfig, communicator: try context.wrap(world, runFolder), report: { event in

@@ -28,4 +28,25 @@ public struct StudyContext {
 
     /// A line from rank 0.
     public func say(_ line: String) { if isRoot { log(line) } }
+
+    /// Runs `body` (file writes and the like) on rank 0 only and tells every rank whether it failed
+    /// (collective: a broadcast, which also holds the other ranks until rank 0 is done), so a failure
+    /// ends every rank with an error instead of leaving them waiting at the next collective. Rank 0
+    /// throws its own error; the others a `RootStepError` naming `what`.
+    public func onRoot(_ what: String, _ body: () throws -> Void) throws {
+        var failure: (any Error)? = nil
+        if isRoot {
+            do { try body() } catch { failure = error }
+        }
+        var flag: [Int32] = [failure == nil ? 0 : 1]
+        try world.broadcast(&flag, root: 0)
+        if let failure { throw failure }
+        if flag[0] != 0 { throw RootStepError(what: what) }
+    }
+}
+
+/// A rank-0 step of a study (`StudyContext.onRoot`) failed; rank 0's own error says why.
+public struct RootStepError: Error, CustomStringConvertible, Sendable {
+    public let what: String
+    public var description: String { "\(what) failed on rank 0 (its error says why)" }
 }

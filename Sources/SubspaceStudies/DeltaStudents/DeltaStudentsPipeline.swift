@@ -106,11 +106,10 @@ public enum DeltaStudentsPipeline {
                               analyses: analyses.mapValues(\.folder), comparisons: comparisons,
                               rankRuns: rankRuns.map { ($0.0, $0.1, $0.2, $0.3) }, defaultRank: try configRank(p.students))
         var report = stages.path("report", "report.html")
-        if context.isRoot {
+        try context.onRoot("writing the pipeline report") {
             report = try DeltaStudentsReport.write(outcome, config: p, folder: stages.path("report"), command: command)
             context.say(String(format: "pipeline finished in %.0f s on %d ranks", Date().timeIntervalSince(started), context.world.size))
         }
-        try context.world.barrier()
         return report
     }
 

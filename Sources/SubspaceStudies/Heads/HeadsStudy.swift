@@ -106,11 +106,10 @@ public struct HeadsStudy {
                                    worldSize: world.size)
         results.sweeps = sweeps
         results.statistics = HeadsStatistics.compute(results, config: c)
-        if context.isRoot {
+        try context.onRoot("writing the heads report") {
             let files = try HeadsReport.write(results, config: c)
             for f in files { context.say("wrote \(f)") }
         }
-        try world.barrier()
         return results
     }
 

@@ -55,11 +55,10 @@ public enum LoRANullStudy {
         let s = config.study, world = context.world
         let stages = RunStages(output: config.train.run.output, context: context)
         let finetune = stages.path("finetune.yaml")
-        if context.isRoot {
+        try context.onRoot("writing \(finetune)") {
             try FileManager.default.createDirectory(atPath: stages.output, withIntermediateDirectories: true)
             try AtomicFile.write(Array(config.train.resolvedYAML().utf8), to: finetune)  // the sections with --set applied
         }
-        try world.barrier()
 
         // The base model: given, or pre-trained on the corpus.
         let base: String
@@ -143,8 +142,7 @@ public enum LoRANullStudy {
         var out = Results(command: command, base: base, baseCorpusLoss: baseLoss, rank: s.rank, alpha: s.alpha, steps: config.train.training.steps,
                           seeds: s.seeds, covariance: s.covariance.rawValue, methods: results, comparisons: comparisons, findings: [])
         out.findings = LoRANullStudyReport.findings(out)
-        if context.isRoot { try LoRANullStudyReport.write(out, to: stages.output) }
-        try world.barrier()
+        try context.onRoot("writing the LoRA-Null report") { try LoRANullStudyReport.write(out, to: stages.output) }
         return out
     }
 

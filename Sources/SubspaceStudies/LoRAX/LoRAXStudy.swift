@@ -105,11 +105,10 @@ public enum LoRAXStudy {
         let started = Date()
         let stages = RunStages(output: c.output, context: context)
         let world = context.world
-        if context.isRoot {
+        try context.onRoot("writing \(stages.path("study.resolved.yaml"))") {
             try FileManager.default.createDirectory(atPath: c.output, withIntermediateDirectories: true)
             try c.resolvedYAML.write(toFile: stages.path("study.resolved.yaml"), atomically: true, encoding: .utf8)
         }
-        try world.barrier()
 
         let baseCommon = c.common + ["data.kind=corpus", "data.path=\(c.corpus)", "evaluation.exact_match=0"]
         if let width = c.grownWidth {
@@ -181,7 +180,7 @@ public enum LoRAXStudy {
                 try score("grown", "direct", model: grown, adapter: wide.final)
                 // The plain copy across widths: the source adapter grown by the weights' own rule.
                 let copy = stages.path("grown-copy-s\(seed)")
-                try onRoot(context, what: "growing the B0 adapter to width \(width)") {
+                try context.onRoot("growing the B0 adapter to width \(width)") {
                     try WidthGrowth.growAdapter(folder: source.final, sourceModel: b0.final, grownModel: grown.final, output: copy)
                 }
                 try score("grown", "copied (grown)", model: grown, adapter: copy)
@@ -273,22 +272,11 @@ public enum LoRAXStudy {
         try stages.prepare(folder, name: "grown-init", lineage: lineage)
         context.say("grown-init: B0 grown to width \(width) → \(done.final)")
         let started = Date()
-        try onRoot(context, what: "growing B0 to width \(width) (\(done.final))") {
+        try context.onRoot("growing B0 to width \(width) (\(done.final))") {
             try WidthGrowth.grow(folder: b0.final, width: width, noise: Float(c.grownNoise), seed: c.continueSeed, output: done.final)
         }
         try stages.markDone(folder, name: "grown-init", lineage: lineage, seconds: Date().timeIntervalSince(started))
         return done
-    }
-
-    /// Runs `body` on rank 0 and tells every rank whether it failed (collective), so all throw together.
-    static func onRoot(_ context: StudyContext, what: String, _ body: () throws -> Void) throws {
-        var failure: String? = nil
-        if context.isRoot {
-            do { try body() } catch { failure = "\(error)" }
-        }
-        var flag: [Int32] = [failure == nil ? 0 : 1]
-        try context.world.broadcast(&flag, root: 0)
-        if flag[0] != 0 { throw AnalysisError("\(what) failed on rank 0: \(failure ?? "see rank 0's log")") }
     }
 
     static func summary(_ pair: String, _ r: LoRAXReport, refusal: String?, defaultCount: Int) -> LoRAXPairSimilarity {
