@@ -126,30 +126,49 @@ if world.isSingleNode && world.size > 1 {
 // the ranks waiting for it ("every rank has reached it"), which is what a CI run once printed. The last
 // rank enters all-reduce #2 (16 MiB: many steps, so the others cannot finish it without the victim) and
 // stops itself (SIGSTOP) 0.6 s later, its heartbeats (every 0.1 s) having said #2; the others enter at
-// 2 s, and their watchdogs (limit 2 s) must name it as silent. Rank 0 then resumes it (same node: its
-// pid), and everything completes. The stopped rank's own watchdog may fire on waking (it waited in #2
-// the whole time); what it says is not checked.
+// 2 s, and their watchdogs (limit 2 s) must name it as silent. The victim is resumed (same node: its pid)
+// only once every other rank has reported — each report marks a file, and the rank that completes the set
+// sends SIGCONT — because a rank whose watchdog fires a moment later than rank 0's would otherwise see the
+// all-reduce finish first and report nothing (a CI run at np = 3 did). Rank 0 resumes it anyway after
+// 20 s, so a missing report fails the check instead of hanging it. The stopped rank's own watchdog may
+// fire on waking (it waited in #2 the whole time); what it says is not checked.
 if world.isSingleNode && world.size > 1 && environment.providedThreadLevel == .multiple {
     check("watchdog names a rank stopped inside a collective as silent") {
         let victim = world.size - 1
         let pids = try world.allGather(Int64(getpid()))
         let reports = Mutex<[String]>([])
-        let watched = try WatchedCommunicator(world, timeout: 2) { message in reports.withLock { $0.append(message) } }
+        // One marker file per reporting rank, in a folder named after rank 0's pid (unique per job).
+        let markers = NSTemporaryDirectory() + "subspace-mpitests-watchdog-\(pids[0])"
+        try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+        let others = world.size - 1
+        let victimPid = pid_t(pids[victim])
+        let rank = world.rank
+        let watched = try WatchedCommunicator(world, timeout: 2) { message in
+            reports.withLock { $0.append(message) }
+            guard rank != victim else { return }
+            FileManager.default.createFile(atPath: markers + "/\(rank)", contents: nil)
+            let marked = (try? FileManager.default.contentsOfDirectory(atPath: markers).count) ?? 0
+            if marked >= others { kill(victimPid, SIGCONT) }
+        }
         try watched.barrier()
         if world.rank == victim {
             Thread.detachNewThread { usleep(600_000); kill(getpid(), SIGSTOP) }
         } else {
             usleep(2_000_000)
         }
+        let finished = Atomic<Bool>(false)
         if world.rank == 0 {
             Thread.detachNewThread {
-                for _ in 0..<1000 where reports.withLock({ $0.isEmpty }) { usleep(10_000) }
-                kill(pid_t(pids[victim]), SIGCONT)
+                for _ in 0..<2000 where !finished.load(ordering: .acquiring) { usleep(10_000) }
+                if !finished.load(ordering: .acquiring) { kill(victimPid, SIGCONT) }
             }
         }
         var values = [Float](repeating: Float(world.rank), count: 4 << 20)
         try watched.allReduce(&values, op: .sum)
+        finished.store(true, ordering: .releasing)
         try watched.close()
+        try world.barrier()
+        if world.rank == 0 { try? FileManager.default.removeItem(atPath: markers) }
         let sum = Float(world.size * (world.size - 1) / 2)
         if values.first != sum || values.last != sum { return ["all-reduce after the resume gave \(values.first!), expected \(sum)"] }
         guard world.rank != victim else { return [] }
