@@ -1,4 +1,5 @@
 import Foundation
+import SubspaceCore
 
 /// A run's `metrics.jsonl`: one JSON object per optimizer step (`step`, `loss`, …) and one per
 /// evaluation (`step`, `val_loss`, `perplexity`, `exact_match`?, …), as `MetricsLog` writes them.
@@ -30,7 +31,7 @@ public struct RunMetrics: Sendable, Equatable {
     public static func read(path: String) throws -> RunMetrics {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw AnalysisError(file: path, "cannot read: \(error.localizedDescription)")
+            throw AnalysisError(file: path, "cannot read: \(FileSystemMessage.reason(error))")
         }
         return try parse(text, file: path)
     }

@@ -68,7 +68,7 @@ public enum DeltaAnalysisWriter {
         } catch let error as DecodingError {
             throw AnalysisError(file: path, "not an analysis.json this version reads: \(error)")
         } catch {
-            throw AnalysisError(file: path, "cannot read: \(error.localizedDescription)")
+            throw AnalysisError(file: path, "cannot read: \(FileSystemMessage.reason(error))")
         }
     }
 

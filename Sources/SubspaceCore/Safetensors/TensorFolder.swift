@@ -53,7 +53,7 @@ public final class TensorFolder: @unchecked Sendable {
         } catch let error as DecodingError {
             throw SafetensorsError(file: path, .index, "not a valid index: \(SafetensorsFile.describe(error))")
         } catch {
-            throw SafetensorsError(file: path, .io, "cannot read: \(error.localizedDescription)")
+            throw SafetensorsError(file: path, .io, "cannot read: \(FileSystemMessage.reason(error))")
         }
         for (tensor, shard) in index.weight_map {
             // Shards must be plain file names inside the folder.
@@ -95,7 +95,7 @@ public final class TensorFolder: @unchecked Sendable {
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw SafetensorsError(file: folder, .io, "cannot create folder: \(error.localizedDescription)")
+            throw SafetensorsError(file: folder, .io, "cannot create folder: \(FileSystemMessage.reason(error))")
         }
         var shards: [SafetensorsWriter] = [SafetensorsWriter(metadata: metadata)]
         for (name, tensor) in tensors {

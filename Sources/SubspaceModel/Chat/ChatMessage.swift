@@ -1,4 +1,5 @@
 import Foundation
+import SubspaceCore
 
 /// One message of a conversation: `{"role": "user" | "assistant" | "system", "content": …}`.
 public struct ChatMessage: Sendable, Equatable, Codable {
@@ -14,7 +15,7 @@ public struct ChatMessage: Sendable, Equatable, Codable {
     public static func list(json data: Data, source: String) throws -> [ChatMessage] {
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ChatTemplateError(file: source, "is not JSON: \(error.localizedDescription)")
+            throw ChatTemplateError(file: source, "is not JSON: \(FileSystemMessage.reason(error))")
         }
         guard let items = object as? [Any] else { throw ChatTemplateError(file: source, "is not a JSON list of messages") }
         return try items.enumerated().map { i, item in

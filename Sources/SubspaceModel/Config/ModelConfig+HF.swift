@@ -17,7 +17,7 @@ extension ModelConfig {
             throw ModelConfigError(file: path, key: nil, reason: Self.unreadableReason(path, error))
         }
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ModelConfigError(file: path, key: nil, reason: "not valid JSON: \(error.localizedDescription)")
+            throw ModelConfigError(file: path, key: nil, reason: "not valid JSON: \(FileSystemMessage.reason(error))")
         }
         guard let json = object as? [String: Any] else {
             throw ModelConfigError(file: path, key: nil, reason: "not a JSON object")

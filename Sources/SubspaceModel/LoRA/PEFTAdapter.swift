@@ -29,7 +29,7 @@ public enum PEFTAdapter {
                        + (FileManager.default.fileExists(atPath: folder) ? " (a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors)" : ""))
         }
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
-            throw fail(nil, "not valid JSON: \(error.localizedDescription)")
+            throw fail(nil, "not valid JSON: \(FileSystemMessage.reason(error))")
         }
         guard let json = object as? [String: Any] else { throw fail(nil, "not a JSON object") }
         if let type = json["peft_type"] as? String, type != "LORA" { throw fail("peft_type", "'\(type)' is not LORA") }

@@ -1,4 +1,5 @@
 import Foundation
+import SubspaceCore
 
 extension BPETokenizer {
     /// Loads an HF `tokenizer.json` whose model is BPE (see the type's documentation for the pipeline
@@ -15,7 +16,7 @@ extension BPETokenizer {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw TokenizerFileError(file: path, .io, "cannot read the file: \(error.localizedDescription)")
+            throw TokenizerFileError(file: path, .io, "cannot read the file: \(FileSystemMessage.reason(error))")
         }
         try self.init(json: data, file: path)
     }
@@ -191,7 +192,7 @@ extension BPETokenizer {
             .trimmingCharacters(in: CharacterSet(charactersIn: "."))
         if detail.isEmpty {
             detail = context.debugDescription
-            if let underlying = context.underlyingError { detail += " (\(underlying.localizedDescription))" }
+            if let underlying = context.underlyingError { detail += " (\(FileSystemMessage.reason(underlying)))" }
         }
         if path.isEmpty {
             if case .keyNotFound = error { return TokenizerFileError(file: file, .field, detail) }

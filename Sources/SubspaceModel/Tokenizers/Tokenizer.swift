@@ -47,7 +47,7 @@ extension Tokenizer {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
-            throw TokenizerFileError(file: path, .io, "cannot read the file: \(error.localizedDescription)")
+            throw TokenizerFileError(file: path, .io, "cannot read the file: \(FileSystemMessage.reason(error))")
         }
         guard let text = String(validating: data, as: UTF8.self) else {
             throw TokenizerFileError(file: path, .text, "is not valid UTF-8 text")

@@ -1,4 +1,5 @@
 import Foundation
+import SubspaceCore
 import SubspaceAnalysis
 import SubspaceTraining
 import Yams
@@ -58,7 +59,7 @@ public struct LoRAXStudyConfig: Sendable, Equatable {
     public static func load(path: String, overrides: [String] = []) throws -> LoRAXStudyConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(.unreadable, source: path, key: nil, "cannot read: \(error.localizedDescription)")
+            throw ConfigError(.unreadable, source: path, key: nil, "cannot read: \(FileSystemMessage.reason(error))")
         }
         var entries: [(String, Any?, String)] = []
         let root: Any?

@@ -1,4 +1,5 @@
 import Foundation
+import SubspaceCore
 import Yams
 
 extension TrainConfig {
@@ -21,7 +22,7 @@ extension TrainConfig {
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ConfigError(.unreadable, source: path, key: nil, "cannot read the config: \(error.localizedDescription)")
+            throw ConfigError(.unreadable, source: path, key: nil, "cannot read the config: \(FileSystemMessage.reason(error))")
         }
     }
 

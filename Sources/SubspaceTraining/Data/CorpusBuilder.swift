@@ -76,7 +76,7 @@ public struct CorpusBuilder: Sendable {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: folder)
         } catch {
-            throw DataError(file: folder, .io, "cannot list the folder: \(error.localizedDescription)")
+            throw DataError(file: folder, .io, "cannot list the folder: \(FileSystemMessage.reason(error))")
         }
         let texts = names.filter { name in
             guard name.hasSuffix(".txt"), !name.hasPrefix(".") else { return false }
@@ -121,13 +121,13 @@ public struct CorpusBuilder: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         } catch {
-            throw DataError(file: output, .io, "cannot create the folder: \(error.localizedDescription)")
+            throw DataError(file: output, .io, "cannot create the folder: \(FileSystemMessage.reason(error))")
         }
         // A manifest left from an earlier build must not describe the new files while they are written.
         let manifestPath = (output as NSString).appendingPathComponent(CorpusManifest.fileName)
         if FileManager.default.fileExists(atPath: manifestPath) {
             do { try FileManager.default.removeItem(atPath: manifestPath) } catch {
-                throw DataError(file: manifestPath, .io, "cannot remove the old manifest: \(error.localizedDescription)")
+                throw DataError(file: manifestPath, .io, "cannot remove the old manifest: \(FileSystemMessage.reason(error))")
             }
         }
 

@@ -78,7 +78,7 @@ public struct SFTGenerator: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw DataError(file: folder, .io, "cannot create the folder: \(error.localizedDescription)")
+            throw DataError(file: folder, .io, "cannot create the folder: \(FileSystemMessage.reason(error))")
         }
         func path(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
         try AtomicFile.write(try SFTJSONL.encode(sets.train), to: path("train.jsonl"))

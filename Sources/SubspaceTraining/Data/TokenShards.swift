@@ -79,7 +79,7 @@ public final class TokenShards: Sendable {
             }
             throw DataError(file: manifestPath, .manifest, Self.describe(error))
         } catch {
-            throw DataError(file: manifestPath, .manifest, "not valid JSON: \(error.localizedDescription)")
+            throw DataError(file: manifestPath, .manifest, "not valid JSON: \(FileSystemMessage.reason(error))")
         }
         self.manifest = manifest
         try Self.checkConsistency(manifest, path: manifestPath)
