@@ -126,6 +126,30 @@ refused "bench train --width 100000 refused" $? "more than the .* of memory .*--
 refused "bench train --context 1e7 refused" $? "--context 10000000" "$WORK/bench.log"
 mpi 2 "$SUBSPACE" bench allreduce --sizes 100G > "$WORK/bench.log" 2>&1
 refused "bench allreduce --sizes 100G refused" $? "--sizes 100G: the largest size needs" "$WORK/bench.log"
+# A refusal under a launcher (OMPI_COMM_WORLD_SIZE set) waits until its pipe has been read before the
+# process ends, so mpirun cannot tear the job down with the reason still unread (LauncherOutput); without
+# a launcher it ends at once. The reader starts after 0.7 s; the wait is at most 2 s.
+launcher_output() { python3 - "$SUBSPACE" "$1" <<'PY'
+import os, subprocess, sys, time
+binary, launcher = sys.argv[1], sys.argv[2] == "launcher"
+env = dict(os.environ, OMPI_COMM_WORLD_SIZE="1") if launcher else {k: v for k, v in os.environ.items()
+      if k not in ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK")}
+p = subprocess.Popen([binary, "data", "sft", "--seed", "x"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+if launcher:
+    time.sleep(0.7)
+    alive = p.poll() is None
+else:
+    try: p.wait(timeout=1.5); alive = False
+    except subprocess.TimeoutExpired: alive = True
+message = p.stderr.read().decode()
+code = p.wait(timeout=10)
+ok = alive == launcher and code == 64 and "The value 'x' is invalid for '--seed" in message
+print(f"launcher={launcher} alive={alive} status={code} message={message[:60]!r}") if not ok else None
+sys.exit(0 if ok else 1)
+PY
+}
+expect "a refusal under a launcher waits until its message is read" launcher_output launcher
+expect "…without a launcher it ends without waiting" launcher_output none
 start=$(date +%s.%N)
 timeout 60 "$SUBSPACE" bench gemm --sizes 1 --seconds 0.05 > "$WORK/bench.log" 2>&1
 expect "bench gemm --sizes 1 --seconds 0.05 ends within 5 s" python3 -c "import time, sys; sys.exit(0 if time.time() - $start < 5 else 1)"
