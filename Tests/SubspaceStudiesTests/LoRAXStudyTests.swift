@@ -62,6 +62,7 @@ import SubspaceTestSupport
         c.grownSteps = 2
         c.evaluationSequences = 4
         c.exactMatchExamples = 4
+        c.extraSubspaceRanks = [32]
         let config = c
         let results = try LocalCluster.run(size: 2, timeout: 900) { comm in
             try LoRAXStudy.run(config: config, context: StudyContext(world: comm))
@@ -91,7 +92,12 @@ import SubspaceTestSupport
         #expect(control.meanRatioU < 2 && control.refusal != nil, "\(control)")
         let files = try LoRAXStudyReport.write(r, to: c.output)
         for f in files { #expect(FileManager.default.fileExists(atPath: f), "\(f)") }
-        #expect(StudyFinding.read(folder: c.output)?.finding.contains("grown") == true)
+        let finding = StudyFinding.read(folder: c.output)?.finding ?? ""
+        #expect(finding.contains("grown"), "\(finding)")
+        // The extra-k arm (k = the full width here) is scored, judged against the copy, and in the finding.
+        #expect(arms.contains("b1/transferred-k32"), "\(arms.sorted())")
+        #expect(r.verdicts.contains { $0.claim.hasPrefix("k = 32") }, "\(r.verdicts.map(\.claim))")
+        #expect(finding.contains("related B1 at k = 32: "), "\(finding)")
         let html = try String(contentsOfFile: c.output + "/report.html", encoding: .utf8)
         #expect(html.contains("<svg") && html.contains("b0 → control"))
     }

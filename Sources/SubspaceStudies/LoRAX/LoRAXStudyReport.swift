@@ -84,6 +84,12 @@ public enum LoRAXStudyReport {
                      part("grown (other width)", "grown", ["transferred"], copy: "copied (grown)"),
                      part("grown, forced (threshold 0)", "grown", ["transferred (threshold 0)"], copy: "copied (grown)"),
                      part("unrelated control, forced", "control", ["transferred (threshold 0)"])].compactMap { $0 }
+            // The extra-k arms (study.subspace_ranks): whether a larger subspace closes the gap to the copy.
+            + r.summaries.filter { $0.base == "b1" && $0.arm.hasPrefix("transferred-k") }.compactMap { a -> String? in
+                guard let t = a.valLoss, let copied = loss("b1", "copied") else { return nil }
+                return "related B1 at k = \(a.arm.dropFirst("transferred-k".count)): \(t.formatted(3)) vs copied: "
+                    + words(SeedComparison(t, copied).verdict, better: "better", worse: "worse")
+            }
         return "SFT val loss — " + (parts.isEmpty ? "no arm scored" : parts.joined(separator: "; "))
     }
 
