@@ -254,4 +254,33 @@ refused "YAML 1.1 'yes' refused as a boolean (YAML 1.2)" $status "training.overl
 train 1 "$WORK/yaml11b" --set training.steps=1_000; status=$?
 refused "YAML 1.1 '1_000' refused as a number (YAML 1.2)" $status "training.steps: expected an integer ≥ 1, got" "$WORK/yaml11b.log"
 
+
+# --- generate and eval, as a new user would (issue 15) -------------------------------------------------
+train 1 "$WORK/gen" --set training.steps=2 || { fail "model for generate/eval"; tail -3 "$WORK/gen.log"; }
+M="$WORK/gen/final"
+gen() { "$SUBSPACE" generate --model "$M" --tokenizer bytes --prompt "KING:" --max-new-tokens 12 "$@"; }
+gen > "$WORK/gen1.txt" 2> "$WORK/gen.err" && gen > "$WORK/gen2.txt" 2>> "$WORK/gen.err"
+expect "generate: greedy text, the same on a second run" bash -c "test -s '$WORK/gen1.txt' && cmp -s '$WORK/gen1.txt' '$WORK/gen2.txt'"
+gen --temperature 0.8 --top-k 20 --top-p 0.9 --seed 5 > "$WORK/gen3.txt" 2>> "$WORK/gen.err" \
+    && gen --temperature 0.8 --top-k 20 --top-p 0.9 --seed 5 > "$WORK/gen4.txt" 2>> "$WORK/gen.err"
+expect "generate: sampled text, the same for the same seed" bash -c "test -s '$WORK/gen3.txt' && cmp -s '$WORK/gen3.txt' '$WORK/gen4.txt'"
+gen --temperature nan > "$WORK/g.log" 2>&1; refused "generate --temperature nan refused" $? "--temperature must be a finite number" "$WORK/g.log"
+gen --stop "" > "$WORK/g.log" 2>&1; refused "generate --stop '' refused" $? "--stop takes a non-empty text" "$WORK/g.log"
+gen --top-p 2 > "$WORK/g.log" 2>&1; refused "generate --top-p 2 refused" $? "--top-p must be in \(0, 1\]" "$WORK/g.log"
+gen --max-new-tokens 0 > "$WORK/g.log" 2>&1; refused "generate --max-new-tokens 0 refused" $? "--max-new-tokens must be at least 1" "$WORK/g.log"
+"$SUBSPACE" generate --model "$M" --prompt "KING:" > "$WORK/g.log" 2>&1
+refused "generate on a byte-level model without --tokenizer: says --tokenizer bytes" $? "--tokenizer bytes" "$WORK/g.log"
+# eval splits the data over ranks: the same loss and exact match at np = 1, 2 and 3.
+for np in 1 2 3; do
+    mpi "$np" "$SUBSPACE" eval --model "$M" --tokenizer bytes --data "$WORK/sft/test.jsonl" --exact-match 5 --max-new-tokens 8 \
+        --output "$WORK/eval$np.json" > "$WORK/eval$np.log" 2>&1 || { fail "eval at np=$np"; tail -3 "$WORK/eval$np.log"; }
+done
+expect "eval: loss and exact match the same at np = 1, 2, 3 (1e-6)" python3 -c "
+import json, sys
+r = [json.load(open('$WORK/eval%d.json' % n)) for n in (1, 2, 3)]
+ok = all(abs(x['loss'] - r[0]['loss']) <= 1e-6 * abs(r[0]['loss']) and x['exact_match'] == r[0]['exact_match']
+         and x['tokens'] == r[0]['tokens'] and x['exact_match_examples'] == 5 for x in r) and [x['ranks'] for x in r] == [1, 2, 3]
+sys.exit(0 if ok else print(r) or 1)"
+mpi 3 "$SUBSPACE" eval --model "$M" --tokenizer bytes --data "$WORK/missing.jsonl" > "$WORK/eval-missing.log" 2>&1
+refused "eval on a missing file at np=3 refused, naming it" $? "missing.jsonl" "$WORK/eval-missing.log"
 finish

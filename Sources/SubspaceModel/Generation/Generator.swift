@@ -77,6 +77,7 @@ public final class Generator {
     public func generate(prompt: [Int32], options: SamplingOptions, onToken: (Int32) -> Bool) -> [Int32] {
         let c = model.config
         precondition(!prompt.isEmpty, "generation needs a non-empty prompt")
+        precondition(options.temperature >= 0 && options.temperature.isFinite, "temperature \(options.temperature): must be a finite number ≥ 0")
         precondition(prompt.count <= c.maxPositions, "prompt of \(prompt.count) tokens exceeds \(c.maxPositions) positions")
         reserve(min(prompt.count + options.maxNewTokens, c.maxPositions))
         var rng = RandomStream(seed: options.seed, stream: 0x6E)

@@ -27,9 +27,10 @@ struct Generate: ParsableCommand {
     func validate() throws {
         guard (prompt == nil) != (chat == nil) else { throw ValidationError("give exactly one of --prompt and --chat") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
-        if temperature < 0 { throw ValidationError("--temperature must be ≥ 0") }
+        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be a finite number ≥ 0 (0: greedy), got \(temperature)") }
         if let topK, topK < 1 { throw ValidationError("--top-k must be at least 1") }
-        if let topP, !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if let topP, !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
+        if stop.contains("") { throw ValidationError("--stop takes a non-empty text to stop before") }
     }
 
     func run() throws {
