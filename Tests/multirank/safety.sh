@@ -281,6 +281,8 @@ r = [json.load(open('$WORK/eval%d.json' % n)) for n in (1, 2, 3)]
 ok = all(abs(x['loss'] - r[0]['loss']) <= 1e-6 * abs(r[0]['loss']) and x['exact_match'] == r[0]['exact_match']
          and x['tokens'] == r[0]['tokens'] and x['exact_match_examples'] == 5 for x in r) and [x['ranks'] for x in r] == [1, 2, 3]
 sys.exit(0 if ok else print(r) or 1)"
+"$SUBSPACE" eval --model "$M" --tokenizer bytes --data "$WORK/sft/test.jsonl" --max-new-tokens 0 > "$WORK/eval0.log" 2>&1
+refused "eval --max-new-tokens 0 with exact match refused" $? "--max-new-tokens must be at least 1 for exact match" "$WORK/eval0.log"
 mpi 3 "$SUBSPACE" eval --model "$M" --tokenizer bytes --data "$WORK/missing.jsonl" > "$WORK/eval-missing.log" 2>&1
 refused "eval on a missing file at np=3 refused, naming it" $? "missing.jsonl" "$WORK/eval-missing.log"
 finish

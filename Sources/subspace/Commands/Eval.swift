@@ -27,6 +27,9 @@ struct Eval: ParsableCommand {
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
         if let sequence, sequence < 1 { throw ValidationError("--sequence must be at least 1") }
         if exactMatch < 0 { throw ValidationError("--exact-match must be ≥ 0") }
+        if exactMatch > 0 && maxNewTokens < 1 {
+            throw ValidationError("--max-new-tokens must be at least 1 for exact match (--exact-match 0 turns it off)")
+        }
     }
 
     func run() throws {
