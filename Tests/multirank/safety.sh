@@ -270,6 +270,8 @@ gen --top-p 2 > "$WORK/g.log" 2>&1; refused "generate --top-p 2 refused" $? "--t
 gen --max-new-tokens 0 > "$WORK/g.log" 2>&1; refused "generate --max-new-tokens 0 refused" $? "--max-new-tokens must be at least 1" "$WORK/g.log"
 "$SUBSPACE" generate --model "$M" --prompt "KING:" > "$WORK/g.log" 2>&1
 refused "generate on a byte-level model without --tokenizer: says --tokenizer bytes" $? "--tokenizer bytes" "$WORK/g.log"
+echo '[]' > "$WORK/chat0.json"
+"$SUBSPACE" generate --model "$M" --tokenizer bytes --chat "$WORK/chat0.json" > "$WORK/g.log" 2>&1; refused "generate --chat with an empty list refused" $? "chat0.json: holds no messages" "$WORK/g.log"
 # eval splits the data over ranks: the same loss and exact match at np = 1, 2 and 3.
 for np in 1 2 3; do
     mpi "$np" "$SUBSPACE" eval --model "$M" --tokenizer bytes --data "$WORK/sft/test.jsonl" --exact-match 5 --max-new-tokens 8 \

@@ -66,6 +66,7 @@ struct Generate: ParsableCommand {
         if let chat {
             guard let data = FileManager.default.contents(atPath: chat) else { throw GenerationError("\(chat): missing or unreadable") }
             let messages = try ChatMessage.list(json: data, source: chat)
+            guard !messages.isEmpty else { throw GenerationError("\(chat): holds no messages (a JSON list of {\"role\", \"content\"})") }
             let template = try ChatTemplate.resolve(chatFormat, config: config)
             try template.check(tokens, source: specifier)
             if !ignoreEos { stopTokens.formUnion(template.stopTokens(tokens).map { Int32($0) }) }
