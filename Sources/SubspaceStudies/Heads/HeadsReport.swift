@@ -128,7 +128,7 @@ public enum HeadsReport {
         let all = r.statistics?.aggregates ?? []
         let replicated = all.filter { $0.method != HeadsStatistics.baseMethod }
         let base = all.filter { $0.method == HeadsStatistics.baseMethod }
-        let distinct = replicated.filter { !$0.verdict.hasPrefix("not") }
+        let distinct = replicated.filter(\.distinguishable)
         let what = distinct.prefix(3).map { a in "\(a.method) \(a.x) vs \(a.y) \(a.what) \(a.value.formatted(2))" }
         let baseSpearman = base.first { $0.what == "spearman" }.map { a in
             "; base \(a.x) vs \(a.y) spearman \(a.value.formatted(2)) (p = \(a.pValues.map { String(format: "%.3f", $0) }.joined()), one measurement of the base)"

@@ -63,9 +63,20 @@ public enum HeadsStatistics {
         public var chance: Double
         public var value: Statistic
         public var pValues: [Double]
-        /// "distinguishable from chance" when every seed's permutation p-value is below `alpha`, else
-        /// "not distinguishable from chance".
+        /// Every seed's permutation p-value is below `alpha` (and every seed has one).
+        public var distinguishable: Bool
+        /// `distinguishable` in words: "distinguishable from chance" or "not distinguishable from chance",
+        /// with a note when the statistic is one measurement of the base.
         public var verdict: String
+
+        init(method: String, x: String, y: String, what: String, fraction: Double?, chance: Double, value: Statistic,
+             pValues: [Double], seeds: Int) {
+            (self.method, self.x, self.y, self.what, self.fraction, self.chance, self.value, self.pValues) =
+                (method, x, y, what, fraction, chance, value, pValues)
+            distinguishable = pValues.count == seeds && !pValues.isEmpty && pValues.allSatisfy { $0 < alpha }
+            verdict = (distinguishable ? "distinguishable from chance" : "not distinguishable from chance")
+                + (method == baseMethod ? " (one measurement of the base, not replicated by seeds)" : "")
+        }
     }
 
     public struct Summary: Codable, Sendable {
@@ -172,21 +183,17 @@ public enum HeadsStatistics {
             let rhos = all.compactMap(\.spearman), ps = all.compactMap(\.spearmanPValue)
             if let value = Statistic(rhos) {
                 aggregates.append(Aggregate(method: pair.method, x: pair.x, y: pair.y, what: "spearman", fraction: nil, chance: 0,
-                                            value: value, pValues: ps, verdict: verdict(ps, count: all.count, method: pair.method)))
+                                            value: value, pValues: ps, seeds: all.count))
             }
             for (j, o) in pair.overlaps.enumerated() {
                 let values = all.map { $0.overlaps[j].overlap }, ps = all.map { $0.overlaps[j].pValue }
                 aggregates.append(Aggregate(method: pair.method, x: pair.x, y: pair.y, what: "top-\(Int((o.fraction * 100).rounded()))% overlap",
                                             fraction: o.fraction, chance: o.chance, value: Statistic(values)!, pValues: ps,
-                                            verdict: verdict(ps, count: all.count, method: pair.method)))
+                                            seeds: all.count))
             }
         }
         return Summary(alpha: alpha, importance: r.before.ablation == nil ? "taylor" : "ablation", plasticity: "fisher of the gate gradient",
                        seeds: perSeed, base: base, baseCounterExamples: baseCounters, aggregates: aggregates)
     }
 
-    static func verdict(_ ps: [Double], count: Int, method: String) -> String {
-        (ps.count == count && !ps.isEmpty && ps.allSatisfy({ $0 < alpha }) ? "distinguishable from chance" : "not distinguishable from chance")
-            + (method == baseMethod ? " (one measurement of the base, not replicated by seeds)" : "")
-    }
 }
