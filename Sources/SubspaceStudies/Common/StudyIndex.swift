@@ -29,35 +29,76 @@ public struct StudyFinding: Sendable, Codable, Equatable {
         try AtomicFile.write([UInt8](try encoder.encode(self)), to: (folder as NSString).appendingPathComponent("finding.json"))
     }
 
-    public static func read(folder: String) -> StudyFinding? {
-        guard let data = FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent("finding.json")) else { return nil }
-        return try? JSONDecoder().decode(StudyFinding.self, from: data)
+    /// `folder/finding.json`, or nil when there is none or it cannot be read (`load` says why).
+    public static func read(folder: String) -> StudyFinding? { try? load(folder: folder) }
+
+    /// `folder/finding.json`; nil when the folder has none; throws, naming the file, when one is there but
+    /// is not a readable finding (edited by hand, cut short by a full disk).
+    public static func load(folder: String) throws -> StudyFinding? {
+        let path = (folder as NSString).appendingPathComponent("finding.json")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        do {
+            return try JSONDecoder().decode(StudyFinding.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch let error as DecodingError {
+            throw AnalysisError(file: path, "not a study finding: \(describe(error))")
+        } catch {
+            throw AnalysisError(file: path, "cannot read: \(FileSystemMessage.reason(error))")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, _): return "missing '\(key.stringValue)'"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c):
+            return "'\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)"
+        case .dataCorrupted(let c): return "not valid JSON" + (c.underlyingError.map { " (\(FileSystemMessage.reason($0)))" } ?? "")
+        @unknown default: return "\(error)"
+        }
     }
 }
 
 /// `index.html` over the studies under a root folder: each subfolder (one or two levels down) with a
 /// finding.json is listed with a link to its report and its one-line finding.
 public enum StudyIndex {
-    /// The findings under `root`, sorted by folder.
-    public static func collect(root: String) -> [(folder: String, finding: StudyFinding)] {
+    /// What is under a root: the findings (folder relative to the root), and the finding.json files that
+    /// are there but cannot be read, each as a message naming the file.
+    public struct Scan: Sendable {
+        public var entries: [(folder: String, finding: StudyFinding)] = []
+        public var unreadable: [String] = []
+    }
+
+    /// The findings under `root` (one or two levels down), sorted by folder, and the unreadable ones.
+    public static func scan(root: String) -> Scan {
         let fm = FileManager.default
-        var out: [(String, StudyFinding)] = []
-        let first = ((try? fm.contentsOfDirectory(atPath: root)) ?? []).sorted()
-        for name in first {
+        var out = Scan()
+        // true when `folder` holds a finding.json, readable or not (its subfolders are then not searched).
+        func visit(_ folder: String, as name: String) -> Bool {
+            do {
+                guard let f = try StudyFinding.load(folder: folder) else { return false }
+                out.entries.append((name, f))
+            } catch {
+                out.unreadable.append("\(error)")
+            }
+            return true
+        }
+        for name in ((try? fm.contentsOfDirectory(atPath: root)) ?? []).sorted() {
             let folder = (root as NSString).appendingPathComponent(name)
-            if let f = StudyFinding.read(folder: folder) { out.append((name, f)); continue }
+            if visit(folder, as: name) { continue }
             for sub in ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted() {
-                let path = (folder as NSString).appendingPathComponent(sub)
-                if let f = StudyFinding.read(folder: path) { out.append(((name as NSString).appendingPathComponent(sub), f)) }
+                _ = visit((folder as NSString).appendingPathComponent(sub), as: (name as NSString).appendingPathComponent(sub))
             }
         }
         return out
     }
 
-    /// Writes `root/index.html`; returns its path.
+    /// The readable findings under `root`, sorted by folder.
+    public static func collect(root: String) -> [(folder: String, finding: StudyFinding)] { scan(root: root).entries }
+
+    /// Writes `root/index.html` (unreadable findings listed as such); returns its path.
     @discardableResult
     public static func write(root: String, title: String = "Subspace studies") throws -> String {
-        let entries = collect(root: root)
+        let found = scan(root: root)
+        let entries = found.entries
         let esc = escapeXML
         var html = HTMLPage.head(title: title) + """
             <h1>\(esc(title))</h1>
@@ -70,7 +111,8 @@ public enum StudyIndex {
             if let c = f.command { html += "<br><small><code>\(esc(c))</code></small>" }
             html += "</li>"
         }
-        if entries.isEmpty { html += "\n<li>No study has finished here yet.</li>" }
+        for message in found.unreadable { html += "\n<li><b>Unreadable finding</b>: \(esc(message))</li>" }
+        if entries.isEmpty && found.unreadable.isEmpty { html += "\n<li>No study has finished here yet.</li>" }
         html += "\n</ul>" + HTMLPage.end
         let path = (root as NSString).appendingPathComponent("index.html")
         try AtomicFile.write(Array(html.utf8), to: path)

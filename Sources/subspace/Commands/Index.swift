@@ -17,9 +17,11 @@ struct Index: ParsableCommand {
     }
 
     func run() throws {
-        let entries = StudyIndex.collect(root: root)
+        let found = StudyIndex.scan(root: root)
         let path = try StudyIndex.write(root: root)
-        for (folder, f) in entries { print("\(f.study) (\(folder)): \(f.finding)") }
-        print("index: \(path) (\(entries.count) stud\(entries.count == 1 ? "y" : "ies"))")
+        for (folder, f) in found.entries { print("\(f.study) (\(folder)): \(f.finding)") }
+        for message in found.unreadable { FileHandle.standardError.write(Data("warning: \(message); listed as unreadable\n".utf8)) }
+        let n = found.entries.count
+        print("index: \(path) (\(n) stud\(n == 1 ? "y" : "ies")" + (found.unreadable.isEmpty ? "" : ", \(found.unreadable.count) unreadable finding.json") + ")")
     }
 }
