@@ -27,5 +27,8 @@ import SubspaceTestSupport
         #expect(message("lora: {learning_rates: [0.001], max_extensions: 20}").contains("lora.max_extensions"))
         #expect(message("base: {learning_rates: [0.001]}").contains("base.learning_rates"))
         #expect(message("fft: {learning_rate: [0.001]}").contains("fft.learning_rate"))
+        // The study's seeds are a top-level key: a repeat names it, not a method's (non-existent) fft.seeds.
+        let repeated = message("seeds: [1, 1]")
+        #expect(repeated.contains("seeds: values repeat") && !repeated.contains("fft."), "\(repeated)")
     }
 }

@@ -36,6 +36,7 @@ import SubspaceTestSupport
         #expect(message("study:\n  grown_width: wide\n").contains("study.grown_width: must be an integer"))
         #expect(message("training:\n  steps: 1\n").contains("one top-level section 'study:'"))
         #expect(message("study: {}\n", ["study.threshold=2"]).contains("threshold must be in [0, 1]"))
+        #expect(message("study: {}\n", ["study.subspace_ranks=[16, 16]"]).contains("study.subspace_ranks: must not repeat a k"))
     }
 
     /// The whole study at toy size on two in-process ranks: every arm scored for every seed, the related

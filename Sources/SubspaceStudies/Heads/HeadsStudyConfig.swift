@@ -116,6 +116,7 @@ public struct HeadsStudyConfig: Sendable, Equatable {
         }
         if let v = root["seeds"] {
             guard let list = v as? [Int], !list.isEmpty, list.allSatisfy({ $0 >= 0 }) else { throw fail("seeds", "expected a non-empty list of seeds") }
+            guard Set(list).count == list.count else { throw fail("seeds", "values repeat, got \(list)") }
             c.seeds = list.map(UInt64.init)
         }
         if let v = root["output"] { guard let s = v as? String else { throw fail("output", "expected a path") }; c.output = s }

@@ -148,6 +148,10 @@ public struct LoRAXStudyConfig: Sendable, Equatable {
         if seeds.isEmpty || Set(seeds).count != seeds.count { out.append(("study.seeds", "must be a non-empty list without repeats")) }
         if baseSeed == controlSeed { out.append(("study.control_seed", "must differ from base_seed (the control is an unrelated base)")) }
         if extraSubspaceRanks.contains(where: { $0 < 1 }) { out.append(("study.subspace_ranks", "must be ≥ 1")) }
+        // A repeated k would be one arm scored twice per seed, read as twice the seeds.
+        if Set(extraSubspaceRanks).count != extraSubspaceRanks.count {
+            out.append(("study.subspace_ranks", "must not repeat a k, got \(extraSubspaceRanks)"))
+        }
         for p in transferOptions.problems() { out.append(("study.subspace_rank/threshold", p)) }
         return out
     }
