@@ -138,8 +138,14 @@ if world.isSingleNode && world.size > 1 && environment.providedThreadLevel == .m
         let pids = try world.allGather(Int64(getpid()))
         let reports = Mutex<[String]>([])
         // One marker file per reporting rank, in a folder named after rank 0's pid (unique per job).
+        // Made fresh by rank 0 before anyone marks it, so a folder left by an earlier job with the same pid
+        // cannot count.
         let markers = NSTemporaryDirectory() + "subspace-mpitests-watchdog-\(pids[0])"
-        try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+        if world.rank == 0 {
+            try? FileManager.default.removeItem(atPath: markers)
+            try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
+        }
+        try world.barrier()
         let others = world.size - 1
         let victimPid = pid_t(pids[victim])
         let rank = world.rank
