@@ -4,6 +4,7 @@ import Foundation
 /// code and user-info dump), for messages that already name the key and the path.
 public enum FileSystemMessage {
     public static func reason(_ error: any Error) -> String {
+        if let decoding = error as? DecodingError { return describe(decoding) }
         let ns = error as NSError
         let path = ns.userInfo[NSFilePathErrorKey] as? String
         // The underlying error is a Swift `POSIXError` on Linux: `as? NSError` would not match it.
@@ -27,6 +28,23 @@ public enum FileSystemMessage {
             }
         }
         return error.localizedDescription
+    }
+
+    /// A `Decodable` type's complaint about a JSON file, naming where in it: "missing 'step' at the top
+    /// level", "wrong type at shards.0.tokens: …", "not valid JSON: …".
+    public static func describe(_ error: DecodingError) -> String {
+        func at(_ path: [any CodingKey]) -> String {
+            path.isEmpty ? "the top level" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "missing '\(key.stringValue)' at \(at(context.codingPath))"
+        case .typeMismatch(_, let context): return "wrong type at \(at(context.codingPath)): \(context.debugDescription)"
+        case .valueNotFound(_, let context): return "null at \(at(context.codingPath))"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not valid JSON: \(context.debugDescription)"
+                : "bad value at \(at(context.codingPath)): \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
     }
 
     /// The common codes in the same words as the Cocoa ones above; "Not a directory" (a path component

@@ -37,22 +37,12 @@ public struct StudyFinding: Sendable, Codable, Equatable {
     public static func load(folder: String) throws -> StudyFinding? {
         let path = (folder as NSString).appendingPathComponent("finding.json")
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        do {
-            return try JSONDecoder().decode(StudyFinding.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch let error as DecodingError {
-            throw AnalysisError(file: path, "not a study finding: \(describe(error))")
-        } catch {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw AnalysisError(file: path, "cannot read: \(FileSystemMessage.reason(error))")
         }
-    }
-
-    private static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case .keyNotFound(let key, _): return "missing '\(key.stringValue)'"
-        case .typeMismatch(_, let c), .valueNotFound(_, let c):
-            return "'\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)"
-        case .dataCorrupted(let c): return "not valid JSON" + (c.underlyingError.map { " (\(FileSystemMessage.reason($0)))" } ?? "")
-        @unknown default: return "\(error)"
+        do { return try JSONDecoder().decode(StudyFinding.self, from: data) } catch {
+            throw AnalysisError(file: path, "not a study finding: \(FileSystemMessage.reason(error))")
         }
     }
 }
@@ -91,13 +81,11 @@ public enum StudyIndex {
         return out
     }
 
-    /// The readable findings under `root`, sorted by folder.
-    public static func collect(root: String) -> [(folder: String, finding: StudyFinding)] { scan(root: root).entries }
-
-    /// Writes `root/index.html` (unreadable findings listed as such); returns its path.
+    /// Writes `root/index.html` over `found` (by default a fresh `scan(root:)`; unreadable findings listed as
+    /// such); returns its path.
     @discardableResult
-    public static func write(root: String, title: String = "Subspace studies") throws -> String {
-        let found = scan(root: root)
+    public static func write(root: String, found: Scan? = nil, title: String = "Subspace studies") throws -> String {
+        let found = found ?? scan(root: root)
         let entries = found.entries
         let esc = escapeXML
         var html = HTMLPage.head(title: title) + """

@@ -77,7 +77,7 @@ public final class TokenShards: Sendable {
                 throw DataError(file: manifestPath, .dtype,
                                 "unknown dtype (known: \(TokenDType.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            throw DataError(file: manifestPath, .manifest, Self.describe(error))
+            throw DataError(file: manifestPath, .manifest, FileSystemMessage.describe(error))
         } catch {
             throw DataError(file: manifestPath, .manifest, "not valid JSON: \(FileSystemMessage.reason(error))")
         }
@@ -142,20 +142,5 @@ public final class TokenShards: Sendable {
             }
         }
         return TokenArray(file: file, dtype: dtype, count: shard.tokens)
-    }
-
-    static func describe(_ error: DecodingError) -> String {
-        func at(_ path: [any CodingKey]) -> String {
-            path.isEmpty ? "the top level" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-        }
-        switch error {
-        case .keyNotFound(let key, let context): return "missing '\(key.stringValue)' at \(at(context.codingPath))"
-        case .typeMismatch(_, let context): return "wrong type at \(at(context.codingPath)): \(context.debugDescription)"
-        case .valueNotFound(_, let context): return "null at \(at(context.codingPath))"
-        case .dataCorrupted(let context):
-            return context.codingPath.isEmpty ? "not valid JSON: \(context.debugDescription)"
-                : "bad value at \(at(context.codingPath)): \(context.debugDescription)"
-        @unknown default: return "\(error)"
-        }
     }
 }

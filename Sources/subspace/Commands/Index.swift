@@ -18,7 +18,7 @@ struct Index: ParsableCommand {
 
     func run() throws {
         let found = StudyIndex.scan(root: root)
-        let path = try StudyIndex.write(root: root)
+        let path = try StudyIndex.write(root: root, found: found)
         for (folder, f) in found.entries { print("\(f.study) (\(folder)): \(f.finding)") }
         for message in found.unreadable { FileHandle.standardError.write(Data("warning: \(message); listed as unreadable\n".utf8)) }
         let n = found.entries.count
